@@ -1,0 +1,336 @@
+"""One object's SQLite connection: settings, error translation, and the implicit transaction.
+
+Every storage operation goes through :class:`Database`. It owns the connection (opened with
+``isolation_level=None`` so that dobox, not the ``sqlite3`` module, decides when
+transactions begin and end) and keeps the state the runtime's gates need:
+
+- the *implicit transaction*, begun by the first write (or object SQL) and ended only by
+  :meth:`Database.commit` or :meth:`Database.rollback`, so a turn's writes are one atomic
+  commit;
+- whether anything written is still uncommitted (:attr:`Database.has_uncommitted_writes`);
+- after a critical error (full disk, I/O error, corruption) the transaction is rolled back
+  at once and the next commit raises :class:`TransactionAbortedError`, so a turn whose
+  first writes were lost can never commit its later writes alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from typing import Literal
+
+import attrs
+import trio
+
+from ._authorizer import Authorizer
+from ._errors import (
+    ConstraintError,
+    DatabaseCorruptError,
+    DoboxError,
+    ForbiddenSqlError,
+    LimitExceededError,
+    ObjectLockedError,
+    SqlError,
+    StorageClosedError,
+    StorageError,
+    StorageFullError,
+    StorageIOError,
+    TransactionAbortedError,
+    TransactionError,
+)
+from ._limits import (
+    MAX_BOUND_PARAMETERS,
+    MAX_COLUMNS,
+    MAX_FUNCTION_ARGUMENTS,
+    MAX_LIKE_PATTERN_LENGTH,
+    MAX_SQL_LENGTH,
+    MAX_STRING_OR_BLOB_SIZE,
+)
+from ._lock import FileLock, acquire_file_lock
+
+Durability = Literal["full", "normal", "off"]
+"""``"full"``: fsync at every commit (the default). ``"normal"``: survives a crash of the
+process, not of the machine. ``"off"``: no syncing at all, for tests that ask for it."""
+
+_SYNCHRONOUS: dict[str, str] = {"full": "FULL", "normal": "NORMAL", "off": "OFF"}
+
+OBJECT_SQL_PREFIX = "/*object*/"
+"""Put before every object SQL text so it never shares a cached statement with engine SQL."""
+
+_SQLITE_IOERR = 10
+_SQLITE_NOMEM = 7
+_SQLITE_CANTOPEN = 14
+_SQLITE_BUSY = 5
+_SQLITE_CONSTRAINT = 19
+_SQLITE_TOOBIG = 18
+_CRITICAL = frozenset(
+    {
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_CORRUPT,
+        sqlite3.SQLITE_NOTADB,
+        _SQLITE_IOERR,
+        _SQLITE_NOMEM,
+        _SQLITE_CANTOPEN,
+    }
+)
+_LIMIT_MESSAGES = ("too many SQL variables", "too many columns", "too many arguments")
+
+
+@attrs.define(eq=False)
+class Database:
+    """The connection to one object's file, and its transaction state.
+
+    Close it with :meth:`close`; uncommitted writes are then discarded.
+    """
+
+    path: str
+    conn: sqlite3.Connection
+    durability: Durability
+    authorizer: Authorizer
+    _lock: FileLock
+    _written: bool = False
+    depth: int = 0
+    """How many ``transaction``/``transaction_sync`` savepoints are open."""
+    _aborted_by: BaseException | None = None
+    _committing: bool = False
+    closed: bool = False
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, durability: Durability = "full") -> Database:
+        """Open (creating if needed) and lock the database file at ``path``.
+
+        Raises:
+            ObjectLockedError: another process holds the file.
+            DatabaseCorruptError: the file is not a SQLite database, or is damaged; it is
+                left exactly as it was.
+            StorageError: the file cannot be opened (a directory, no permission).
+        """
+        if durability not in _SYNCHRONOUS:
+            raise ValueError(
+                f"durability must be 'full', 'normal' or 'off', not {durability!r}"
+            )
+        fspath = os.fspath(path)
+        lock = acquire_file_lock(fspath)
+        try:
+            conn = sqlite3.connect(
+                fspath, isolation_level=None, check_same_thread=False, cached_statements=256
+            )
+        except sqlite3.Error as exc:
+            lock.release()
+            raise StorageError(f"cannot open {fspath}: {exc}") from exc
+        authorizer = Authorizer()
+        db = cls(fspath, conn, durability, authorizer, lock)
+        try:
+            db._configure()
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _configure(self) -> None:
+        conn = self.conn
+        # Read the schema before anything can write: a file that is not a database, or
+        # whose first page is damaged, fails here and is left untouched.
+        self.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        self.execute("PRAGMA journal_mode=WAL").fetchone()
+        self.execute(f"PRAGMA synchronous={_SYNCHRONOUS[self.durability]}")
+        self.execute("PRAGMA foreign_keys=ON")
+        # A tampered file's views and triggers must not call functions with side effects.
+        self.execute("PRAGMA trusted_schema=OFF")
+        conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
+        conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_STRING_OR_BLOB_SIZE)
+        conn.setlimit(
+            sqlite3.SQLITE_LIMIT_SQL_LENGTH, MAX_SQL_LENGTH + len(OBJECT_SQL_PREFIX) + 1
+        )
+        conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, MAX_BOUND_PARAMETERS)
+        conn.setlimit(sqlite3.SQLITE_LIMIT_COLUMN, MAX_COLUMNS)
+        conn.setlimit(sqlite3.SQLITE_LIMIT_FUNCTION_ARG, MAX_FUNCTION_ARGUMENTS)
+        conn.setlimit(sqlite3.SQLITE_LIMIT_LIKE_PATTERN_LENGTH, MAX_LIKE_PATTERN_LENGTH)
+        conn.set_authorizer(self.authorizer)
+
+    # -- statements ---------------------------------------------------------------------
+
+    def execute(self, sql: str, params: tuple[object, ...] = ()) -> sqlite3.Cursor:
+        """Run one engine statement (never object SQL), translating SQLite's errors."""
+        try:
+            return self.conn.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise self.translate(exc) from exc
+
+    def execute_object_sql(self, sql: str, params: tuple[object, ...]) -> sqlite3.Cursor:
+        """Run one statement of object SQL with the authorizer guarding, inside the
+        implicit transaction."""
+        self.begin()
+        conn = self.conn
+        authorizer = self.authorizer
+        changes_before = conn.total_changes
+        authorizer.schema_changed = False
+        authorizer.guarding = True
+        try:
+            cursor = conn.execute(OBJECT_SQL_PREFIX + sql, params)
+        except sqlite3.Error as exc:
+            raise self.translate(exc) from exc
+        except OverflowError as exc:
+            raise LimitExceededError(
+                f"a binding does not fit SQLite's 64-bit INTEGER: {exc}"
+            ) from exc
+        finally:
+            authorizer.guarding = False
+            # total_changes counts rows; DDL shows up only in the authorizer. A statement
+            # served from the cache skips the authorizer, but DDL that changes anything
+            # changes the schema, which makes SQLite prepare it (and ask) again.
+            if conn.total_changes != changes_before or authorizer.schema_changed:
+                self._written = True
+        return cursor
+
+    # -- the implicit transaction ---------------------------------------------------------
+
+    def check_usable(self) -> None:
+        """Raise if the storage is closed, or is committing in a worker thread."""
+        if self.closed:
+            raise StorageClosedError(f"the storage of {self.path} was closed; open it again")
+        if self._committing:
+            raise TransactionError(
+                "the storage is committing in a worker thread; wait for sync() to return "
+                "before using it again"
+            )
+
+    def begin(self) -> None:
+        """Begin the implicit transaction unless one is open."""
+        if not self.conn.in_transaction:
+            self.execute("BEGIN")
+
+    def mark_written(self) -> None:
+        self._written = True
+
+    @property
+    def has_uncommitted_writes(self) -> bool:
+        """Whether a commit is needed before results that depend on writes may leave.
+
+        True after any KV or alarm write, object SQL that changed rows or the schema, or a
+        critical error (so that the commit that follows reports it).
+        """
+        return self._written or self._aborted_by is not None
+
+    def commit(self) -> None:
+        """Commit the implicit transaction, durably as :attr:`durability` says.
+
+        Raises:
+            TransactionError: a ``transaction``/``transaction_sync`` is still open.
+            TransactionAbortedError: an earlier critical error discarded this
+                transaction's writes; everything uncommitted is discarded now too.
+            StorageFullError, StorageIOError, DatabaseCorruptError: the commit failed;
+                the writes were rolled back and earlier commits are intact.
+        """
+        if self.closed:
+            raise StorageClosedError(f"the storage of {self.path} was closed; open it again")
+        if self.depth:
+            raise TransactionError(
+                "cannot commit while transaction() or transaction_sync() is running"
+            )
+        if self._aborted_by is not None:
+            cause, self._aborted_by = self._aborted_by, None
+            self._discard()
+            raise TransactionAbortedError(
+                f"nothing was committed to {self.path}: an earlier critical error ({cause}) "
+                "discarded this transaction's first writes, so its later writes were "
+                "discarded too"
+            ) from cause
+        if not self.conn.in_transaction:
+            self._written = False
+            return
+        try:
+            self.conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            error = self.translate(exc)
+            self._aborted_by = None
+            self._discard()
+            raise error from exc
+        self._written = False
+
+    async def commit_in_thread(self) -> None:
+        """:meth:`commit`, with the fsync in a worker thread when there is something to sync.
+
+        The storage must not be used until this returns (:meth:`check_usable` enforces it).
+        A commit cannot be abandoned halfway, so cancellation waits for it to finish.
+        """
+        if not self.has_uncommitted_writes:
+            self.commit()  # at most a read transaction: nothing to sync
+            return
+        self.check_usable()
+        self._committing = True
+        try:
+            await trio.to_thread.run_sync(self.commit)
+        finally:
+            self._committing = False
+
+    def rollback(self) -> None:
+        """Discard everything uncommitted, open savepoints included."""
+        self.check_usable()
+        self._aborted_by = None
+        self._discard()
+
+    def _discard(self) -> None:
+        self._written = False
+        if self.conn.in_transaction:
+            # If this fails the transaction is already gone (SQLite rolled it back itself)
+            # or the file is unusable; either way nothing uncommitted survives.
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.execute("ROLLBACK")
+
+    # -- errors ---------------------------------------------------------------------------
+
+    def translate(self, exc: sqlite3.Error) -> DoboxError:
+        """The dobox error for an ``sqlite3`` error; critical ones also abort the transaction."""
+        code = getattr(exc, "sqlite_errorcode", None)
+        name = getattr(exc, "sqlite_errorname", None)
+        primary = None if code is None else code & 0xFF
+        detail = f"{exc}: {name}" if name else str(exc)
+        if primary == sqlite3.SQLITE_AUTH:
+            denial, self.authorizer.denial = self.authorizer.denial, None
+            return ForbiddenSqlError(f"{denial}: SQLITE_AUTH" if denial else detail)
+        if primary in _CRITICAL:
+            if self.conn.in_transaction or self._written:
+                self._aborted_by = exc
+                self._discard()
+            return _critical_error(self.path, primary, detail)
+        if primary == _SQLITE_CONSTRAINT:
+            return ConstraintError(detail)
+        if primary == _SQLITE_TOOBIG or any(m in detail for m in _LIMIT_MESSAGES):
+            return LimitExceededError(f"{detail} (Durable Objects' SQL limits)")
+        if primary == _SQLITE_BUSY:
+            return ObjectLockedError(f"{self.path} is busy: {detail}")
+        if isinstance(exc, sqlite3.ProgrammingError) and "closed database" in str(exc):
+            return StorageClosedError(f"the storage of {self.path} was closed; open it again")
+        return SqlError(detail)
+
+    # -- closing --------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Discard uncommitted writes, close the connection and release the file lock."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self._discard()
+            self.conn.close()
+        finally:
+            self._lock.release()
+
+
+def _critical_error(path: str, primary: int | None, detail: str) -> StorageError:
+    if primary == sqlite3.SQLITE_FULL:
+        return StorageFullError(
+            f"{path}: the database or the disk is full ({detail}). The uncommitted writes "
+            "were discarded; earlier commits are intact. Free some space and retry."
+        )
+    if primary in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return DatabaseCorruptError(
+            f"{path} is not a SQLite database or is damaged ({detail}). dobox did not "
+            "change it; restore it from a backup or move it aside."
+        )
+    return StorageIOError(
+        f"{path}: the operating system failed a read or write ({detail}). The uncommitted "
+        "writes were discarded."
+    )
