@@ -193,7 +193,10 @@ class SyncKV:
         db = self._db
         db.check_usable()
         many = isinstance(key, list | tuple)
-        raw_keys = {key_bytes(k) for k in key} if isinstance(key, list | tuple) else {key_bytes(key)}
+        if isinstance(key, list | tuple):
+            raw_keys = {key_bytes(k) for k in key}
+        else:
+            raw_keys = {key_bytes(key)}
         if many:
             _check_batch("delete()", len(raw_keys))
         db.begin()

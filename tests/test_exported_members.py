@@ -1,0 +1,19 @@
+"""Each package's ``__all__`` names exactly its public members (httpx's test, for dobox)."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+
+@pytest.mark.parametrize("package", ["actors", "runtime", "storage", "harness"])
+def test_all_lists_every_public_name(package: str) -> None:
+    module = importlib.import_module(package)
+    public = {
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_") and getattr(value, "__module__", package) != "__future__"
+        and not (isinstance(value, type(module)))
+    }
+    assert set(module.__all__) == public
