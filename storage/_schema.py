@@ -171,9 +171,9 @@ def delete_all_contents(db: Database) -> None:
     for view in schema.view_names():
         db.execute(f"DROP VIEW {_quote(view)}")
     # A virtual table owns shadow tables, which go with it: drop those first, then list again.
-    for table in _user_tables(schema):
-        if schema.table(table).virtual_table_using:
-            db.execute(f"DROP TABLE {_quote(table)}")
+    virtual = [t for t in _user_tables(schema) if schema.table(t).virtual_table_using]
+    for table in virtual:
+        db.execute(f"DROP TABLE {_quote(table)}")
     for table in _user_tables(schema):
         db.execute(f"DROP TABLE {_quote(table)}")
     db.execute(f"DELETE FROM {KV_TABLE}")

@@ -21,7 +21,8 @@ RESERVED = "names starting with '_dobox_' are reserved"
         pytest.param("SAVEPOINT s", TRANSACTION, id="savepoint"),
         pytest.param("RELEASE s", TRANSACTION, id="release"),
         pytest.param("SELECT 1; COMMIT", TRANSACTION, id="commit-after-select"),
-        pytest.param("ATTACH 'other.db' AS other", "ATTACH and DETACH are not allowed", id="attach"),
+        pytest.param("ATTACH 'other.db' AS other", "ATTACH and DETACH are not allowed",
+                     id="attach"),
         pytest.param("DETACH main", "ATTACH and DETACH are not allowed", id="detach"),
         pytest.param("CREATE TEMP TABLE t (a)", "temporary tables", id="temp-table"),
         pytest.param("CREATE TEMPORARY VIEW v AS SELECT 1", "temporary tables", id="temp-view"),
@@ -114,8 +115,8 @@ def test_a_view_over_reserved_tables_cannot_be_used(store: Storage) -> None:
     """Even a view that slipped in (say, from a tampered file) is authorized when it runs."""
     store.sql.exec("CREATE VIEW sneaky AS SELECT 1 AS one")
     # Rewrite the view with the engine's own (unguarded) connection, as a tampered file would.
-    store._db.conn.execute("DROP VIEW sneaky")  # noqa: SLF001 - simulating a tampered file
-    store._db.conn.execute("CREATE VIEW sneaky AS SELECT * FROM _dobox_kv")  # noqa: SLF001
+    store._db.conn.execute("DROP VIEW sneaky")
+    store._db.conn.execute("CREATE VIEW sneaky AS SELECT * FROM _dobox_kv")
     with pytest.raises(ForbiddenSqlError, match=RESERVED):
         store.sql.exec("SELECT * FROM sneaky")
 

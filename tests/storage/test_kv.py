@@ -170,7 +170,7 @@ async def test_list_orders_by_utf8_bytes_not_code_points(store: Storage) -> None
     # U+FFFF sorts before U+10000 by code point and by UTF-8 bytes, but U+E000 (EE 80 80)
     # sorts after a surrogate pair in UTF-16: UTF-8 byte order is what DO uses.
     keys = ["\U00010000", "\ue000", "\x7f", "\x80", "a\x00b", "a"]
-    await store.put({k: 1 for k in keys})
+    await store.put(dict.fromkeys(keys, 1))
     assert list(await store.list()) == sorted(keys, key=lambda k: k.encode())
 
 
@@ -201,8 +201,12 @@ def test_committed_pairs_survive_reopen_and_uncommitted_do_not(db_path: Path) ->
 def test_context_manager_commits_on_clean_exit_and_discards_on_error(db_path: Path) -> None:
     with open_storage(db_path) as storage:
         storage.kv.put("a", 1)
-    with pytest.raises(RuntimeError), open_storage(db_path) as storage:
-        storage.kv.put("b", 2)
-        raise RuntimeError("boom")
+    def write_then_fail() -> None:
+        with open_storage(db_path) as storage:
+            storage.kv.put("b", 2)
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        write_then_fail()
     with open_storage(db_path) as storage:
         assert storage.kv.list() == {"a": 1}

@@ -50,9 +50,11 @@ def test_duplicate_column_names_keep_the_last(people: Storage) -> None:
 
 def test_one_uses_dos_messages(people: Storage) -> None:
     assert people.sql.exec("SELECT name FROM people WHERE id = ?", 2).one() == {"name": "bob"}
-    with pytest.raises(SqlError, match="^Expected exactly one result from SQL query, but got no results.$"):
+    with pytest.raises(
+        SqlError, match=r"^Expected exactly one result from SQL query, but got no results\.$"
+    ):
         people.sql.exec("SELECT * FROM people WHERE id = 99").one()
-    with pytest.raises(SqlError, match="but got multiple results.$"):
+    with pytest.raises(SqlError, match=r"but got multiple results\.$"):
         people.sql.exec("SELECT * FROM people").one()
 
 
@@ -121,7 +123,9 @@ def test_integer_binding_over_64_bits_is_refused(store: Storage) -> None:
 
 
 def test_constraint_violation_is_a_constraint_error(people: Storage) -> None:
-    with pytest.raises(ConstraintError, match="UNIQUE constraint failed: people.name: SQLITE_CONSTRAINT"):
+    with pytest.raises(
+        ConstraintError, match=r"UNIQUE constraint failed: people\.name: SQLITE_CONSTRAINT"
+    ):
         people.sql.exec("INSERT INTO people (name) VALUES ('ada')")
     with pytest.raises(ConstraintError, match="NOT NULL"):
         people.sql.exec("INSERT INTO people (name) VALUES (NULL)")
@@ -179,7 +183,8 @@ def test_more_than_100_bindings_are_refused(store: Storage) -> None:
     placeholders = ",".join("?" * 101)
     with pytest.raises(LimitExceededError, match="101 bindings; at most 100"):
         store.sql.exec(f"SELECT {placeholders}", *range(101))
-    assert len(store.sql.exec(f"SELECT {placeholders[:-2]}", *range(100)).raw().to_list()[0]) == 100
+    (row,) = store.sql.exec(f"SELECT {placeholders[:-2]}", *range(100)).raw().to_list()
+    assert len(row) == 100
 
 
 def test_more_than_100_columns_are_refused(store: Storage) -> None:

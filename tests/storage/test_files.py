@@ -1,0 +1,150 @@
+"""The object file itself: one owner, damaged files, a full disk, durability settings."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from storage import (
+    DatabaseCorruptError,
+    ObjectLockedError,
+    StorageError,
+    StorageFullError,
+    TransactionAbortedError,
+    open_storage,
+)
+
+OPEN_IN_CHILD = """
+import sys
+from storage import ObjectLockedError, open_storage
+try:
+    open_storage(sys.argv[1]).close()
+except ObjectLockedError as exc:
+    print("locked:", exc)
+else:
+    print("opened")
+"""
+
+
+def open_in_child(path: Path) -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", OPEN_IN_CHILD, str(path)],
+        capture_output=True, text=True, check=True, timeout=60,
+    )
+    return result.stdout.strip()
+
+
+def test_a_second_process_is_refused_at_once(db_path: Path) -> None:
+    with open_storage(db_path) as storage:
+        storage.kv.put("a", 1)
+        answer = open_in_child(db_path)
+        assert answer.startswith("locked:")
+        assert "held by another process" in answer
+        assert storage.kv.get("a") == 1
+    assert open_in_child(db_path) == "opened"
+
+
+def test_a_second_open_in_this_process_is_refused(db_path: Path) -> None:
+    with open_storage(db_path):
+        with pytest.raises(ObjectLockedError, match="already open in this process"):
+            open_storage(db_path)
+        with pytest.raises(ObjectLockedError):  # through another spelling of the path
+            open_storage(db_path.parent / "." / db_path.name)
+    open_storage(db_path).close()
+
+
+def test_a_directory_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="cannot open"):
+        open_storage(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(b"this is a text file, not a database\n" * 200, id="text"),
+        pytest.param(os.urandom(8192), id="random"),
+        pytest.param(b"SQLite format 3\x00" + os.urandom(4080), id="bad-header"),
+    ],
+)
+def test_not_a_database_is_left_untouched(db_path: Path, content: bytes) -> None:
+    db_path.write_bytes(content)
+    for _ in range(2):  # the failed open released its lock: the same error again
+        with pytest.raises(DatabaseCorruptError, match="not a SQLite database or is damaged"):
+            open_storage(db_path)
+    assert db_path.read_bytes() == content
+
+
+def test_damaged_pages_are_reported_and_left_untouched(db_path: Path) -> None:
+    with open_storage(db_path) as storage:
+        storage.kv.put({f"key-{i}": "x" * 500 for i in range(100)})
+    with sqlite3.connect(db_path) as conn:  # fold the WAL into the file, then damage it
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        (root,) = conn.execute(
+            "SELECT rootpage FROM sqlite_master WHERE name = '_dobox_kv'"
+        ).fetchone()
+    conn.close()
+    data = bytearray(db_path.read_bytes())
+    page = 4096 * (root - 1)
+    data[page:page + 4096] = b"\xa5" * 4096
+    db_path.write_bytes(bytes(data))
+
+    with open_storage(db_path) as storage, pytest.raises(DatabaseCorruptError, match="damaged"):
+        storage.kv.list()
+    assert db_path.read_bytes() == bytes(data)
+
+
+def test_a_full_disk_loses_nothing_committed(db_path: Path) -> None:
+    with open_storage(db_path) as storage:
+        storage.kv.put("kept", "committed before the disk filled")
+    with open_storage(db_path) as storage:
+        storage.sql.set_max_page_count_for_test(storage.sql.database_size // 4096 + 2)
+        storage.kv.put("small", 1)
+        with pytest.raises(StorageFullError, match="full"):
+            for i in range(100):
+                storage.kv.put(f"big-{i}", b"x" * 100_000)
+        # The turn that hit the full disk commits nothing, not even its early writes.
+        with pytest.raises(TransactionAbortedError, match="nothing was committed"):
+            storage.commit()
+        assert storage.kv.list() == {"kept": "committed before the disk filled"}
+        # ... and the storage goes on working for what fits.
+        storage.kv.put("after", 2)
+        storage.commit()
+    with open_storage(db_path) as storage:
+        assert storage.kv.list() == {"after": 2, "kept": "committed before the disk filled"}
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    conn.close()
+
+
+@pytest.mark.parametrize(
+    ("durability", "synchronous"),
+    [("full", 2), ("normal", 1), ("off", 0)],
+)
+def test_durability_sets_synchronous_and_wal(
+    db_path: Path, durability: str, synchronous: int
+) -> None:
+    with open_storage(db_path, durability=durability) as storage:  # type: ignore[arg-type]
+        conn = storage._db.conn  # noqa: SLF001 - reading the engine's own settings
+        assert conn.execute("PRAGMA synchronous").fetchone() == (synchronous,)
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert storage.durability == durability
+
+
+def test_bad_durability_is_refused(db_path: Path) -> None:
+    with pytest.raises(ValueError, match="durability must be"):
+        open_storage(db_path, durability="fast")  # type: ignore[arg-type]
+    open_storage(db_path).close()  # and the file was not left locked
+
+
+def test_a_file_from_a_newer_engine_is_refused(db_path: Path) -> None:
+    open_storage(db_path).close()
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("UPDATE _dobox_meta SET value = 99 WHERE key = 'format'")
+    conn.close()
+    with pytest.raises(StorageError, match="written by a newer dobox"):
+        open_storage(db_path)
