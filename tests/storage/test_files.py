@@ -104,9 +104,13 @@ def test_a_full_disk_loses_nothing_committed(db_path: Path) -> None:
     with open_storage(db_path) as storage:
         storage.sql.set_max_page_count_for_test(storage.sql.database_size // 4096 + 2)
         storage.kv.put("small", 1)
-        with pytest.raises(StorageFullError, match="full"):
+
+        def fill_up() -> None:
             for i in range(100):
                 storage.kv.put(f"big-{i}", b"x" * 100_000)
+
+        with pytest.raises(StorageFullError, match="full"):
+            fill_up()
         # The turn that hit the full disk commits nothing, not even its early writes.
         with pytest.raises(TransactionAbortedError, match="nothing was committed"):
             storage.commit()
@@ -129,7 +133,7 @@ def test_durability_sets_synchronous_and_wal(
     db_path: Path, durability: str, synchronous: int
 ) -> None:
     with open_storage(db_path, durability=durability) as storage:  # type: ignore[arg-type]
-        conn = storage._db.conn  # noqa: SLF001 - reading the engine's own settings
+        conn = storage._db.conn
         assert conn.execute("PRAGMA synchronous").fetchone() == (synchronous,)
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert storage.durability == durability

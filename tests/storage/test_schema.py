@@ -106,7 +106,8 @@ def test_migrate_runs_every_step_and_keeps_a_backup(v1: Path) -> None:
     (backup,) = (v1.parent / ".backups").iterdir()
     assert backup.name.startswith("object.v1.")
     with sqlite3.connect(backup) as copy:
-        assert copy.execute("SELECT value FROM _dobox_meta WHERE key = 'schema_version'").fetchone() == (1,)
+        version = "SELECT value FROM _dobox_meta WHERE key = 'schema_version'"
+        assert copy.execute(version).fetchone() == (1,)
         assert copy.execute("SELECT count(*) FROM messages").fetchone() == (1,)
 
 
@@ -116,7 +117,7 @@ def test_failing_migration_rolls_back_every_step(v1: Path, tmp_path: Path) -> No
         raise LookupError("step 3 is broken")
 
     with open_storage(v1) as storage:
-        with pytest.raises(MigrationError, match="migration to version 3 raised LookupError") as info:
+        with pytest.raises(MigrationError, match="to version 3 raised LookupError") as info:
             storage.apply_schema(
                 3, policy="migrate", migrations={2: add_authors, 3: broken},
                 backup_dir=tmp_path / "backups",

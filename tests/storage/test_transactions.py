@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.lowlevel
 import trio.testing
 
 from storage import (
     MAX_TRANSACTION_DEPTH,
-    StorageClosedError,
     Storage,
+    StorageClosedError,
     TransactionError,
     open_storage,
 )
@@ -128,7 +129,7 @@ def test_transaction_sync_refuses_coroutine_functions(store: Storage) -> None:
     async def body() -> None:
         store.kv.put("a", 1)
 
-    with pytest.raises(TypeError, match="use await storage.transaction"):
+    with pytest.raises(TypeError, match=r"use await storage\.transaction"):
         store.transaction_sync(body)  # type: ignore[arg-type]
     assert store.kv.list() == {}
 
@@ -137,7 +138,7 @@ def test_transaction_depth_is_limited(store: Storage) -> None:
     def nest(depth: int) -> int:
         return store.transaction_sync(lambda: nest(depth + 1))
 
-    with pytest.raises(TransactionError, match=f"at most {MAX_TRANSACTION_DEPTH}"):
+    with pytest.raises(TransactionError, match=rf"at most {MAX_TRANSACTION_DEPTH}\)"):
         nest(0)
     assert not store.in_transaction
     store.commit()
@@ -159,9 +160,9 @@ def test_commit_and_delete_all_are_refused_inside_a_transaction(store: Storage) 
 async def test_transaction_spans_awaits_and_rolls_back_together(store: Storage) -> None:
     async def body() -> None:
         await store.put("a", 1)
-        await trio.sleep(0)
+        await trio.lowlevel.checkpoint()
         store.sql.exec("CREATE TABLE t (x)")
-        await trio.sleep(0)
+        await trio.lowlevel.checkpoint()
         raise RuntimeError("after the awaits")
 
     with pytest.raises(RuntimeError):
