@@ -256,22 +256,14 @@ def decode_value(data: bytes) -> object:
     return value
 
 
-def _take(data: bytes, pos: int) -> tuple[bytes, int]:
-    """Read a u32-length-prefixed byte string starting at ``pos``."""
-    (size,) = _unpack_u32(data, pos)
-    start = pos + 4
-    end = start + size
-    if end > len(data):
-        raise CodecError("stored value is damaged: a length runs past the end of the data")
-    return data[start:end], end
-
-
 def _decode(data: bytes, pos: int, depth: int) -> tuple[object, int]:
+    # Hot path. A length that runs past the end needs no check of its own: the slice comes
+    # back short and the next read, or decode_value's final length check, fails.
     tag = data[pos]
     pos += 1
     if tag == 0x73:  # s
-        raw, pos = _take(data, pos)
-        return raw.decode("utf-8", "surrogatepass"), pos
+        end = pos + 4 + _unpack_u32(data, pos)[0]
+        return data[pos + 4 : end].decode("utf-8", "surrogatepass"), end
     if tag == 0x69:  # i
         return _unpack_i64(data, pos)[0], pos + 8
     if tag == 0x66:  # f
@@ -281,16 +273,19 @@ def _decode(data: bytes, pos: int, depth: int) -> tuple[object, int]:
             raise CodecError(f"stored value is nested more than {MAX_DEPTH} containers deep")
         (count,) = _unpack_u32(data, pos)
         pos += 4
+        depth += 1
         if tag == 0x64:
             result: dict[str, object] = {}
             for _ in range(count):
-                raw, pos = _take(data, pos)
-                result[raw.decode("utf-8", "surrogatepass")], pos = _decode(data, pos, depth + 1)
+                end = pos + 4 + _unpack_u32(data, pos)[0]
+                key = data[pos + 4 : end].decode("utf-8", "surrogatepass")
+                result[key], pos = _decode(data, end, depth)
             return result, pos
         items: list[object] = []
+        append = items.append
         for _ in range(count):
-            item, pos = _decode(data, pos, depth + 1)
-            items.append(item)
+            item, pos = _decode(data, pos, depth)
+            append(item)
         return (items if tag == 0x6C else tuple(items)), pos
     if tag == 0x4E:  # N
         return None, pos
@@ -299,10 +294,11 @@ def _decode(data: bytes, pos: int, depth: int) -> tuple[object, int]:
     if tag == 0x46:  # F
         return False, pos
     if tag == 0x62:  # b
-        return _take(data, pos)
+        end = pos + 4 + _unpack_u32(data, pos)[0]
+        return data[pos + 4 : end], end
     if tag == 0x49:  # I
-        raw, pos = _take(data, pos)
-        return int.from_bytes(raw, "little", signed=True), pos
+        end = pos + 4 + _unpack_u32(data, pos)[0]
+        return int.from_bytes(data[pos + 4 : end], "little", signed=True), end
     if tag == 0x44:  # D
         year, month, day, hour, minute, second, micro, fold, aware = _DATETIME.unpack_from(
             data, pos

@@ -95,6 +95,8 @@ class Database:
     _aborted_by: BaseException | None = None
     _committing: bool = False
     closed: bool = False
+    usable: bool = True
+    """Neither closed nor committing in a worker thread: the hot paths check only this."""
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, durability: Durability = "full") -> Database:
@@ -260,10 +262,12 @@ class Database:
             return
         self.check_usable()
         self._committing = True
+        self.usable = False
         try:
             await trio.to_thread.run_sync(self.commit)
         finally:
             self._committing = False
+            self.usable = not self.closed
 
     def rollback(self) -> None:
         """Discard everything uncommitted, open savepoints included."""
@@ -312,6 +316,7 @@ class Database:
         if self.closed:
             return
         self.closed = True
+        self.usable = False
         try:
             self._discard()
             self.conn.close()

@@ -122,8 +122,9 @@ class SyncKV:
     def get_any(self, key: object, default: object = None) -> Value:
         """:meth:`get` without the overloads, for callers holding a union."""
         db = self._db
-        db.check_usable()
-        if type(key) is list or type(key) is tuple:
+        if not db.usable:
+            db.check_usable()
+        if type(key) is not str and isinstance(key, list | tuple):
             return self._get_many(key)
         raw_key = key_bytes(key)
         try:
@@ -162,8 +163,9 @@ class SyncKV:
     def put_any(self, key: object, value: object = ...) -> None:
         """:meth:`put` without the overloads, for callers holding a union."""
         db = self._db
-        db.check_usable()
-        if isinstance(key, Mapping):
+        if not db.usable:
+            db.check_usable()
+        if type(key) is not str and isinstance(key, Mapping):
             if value is not ...:
                 raise TypeError("put(entries) takes a single dict; do not pass a value too")
             _check_batch("put()", len(key))
@@ -172,9 +174,14 @@ class SyncKV:
             raise TypeError(f"put({key!r:.60}) needs a value: put(key, value)")
         else:
             pairs = [_encoded_pair(key, value)]
-        db.begin()
+        conn = db.conn
         try:
-            db.conn.executemany(_PUT, pairs)
+            if not conn.in_transaction:
+                conn.execute("BEGIN")
+            if len(pairs) == 1:
+                conn.execute(_PUT, pairs[0])
+            else:
+                conn.executemany(_PUT, pairs)
         except sqlite3.Error as exc:
             raise db.translate(exc) from exc
         db.mark_written()
