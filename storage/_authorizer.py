@@ -182,7 +182,7 @@ def _refusal(action: int, arg1: str | None, arg2: str | None, db_name: str | Non
         return _reserved(arg2)
     if action == sqlite3.SQLITE_CREATE_VTABLE:
         if is_reserved(arg1):
-            return f"the name {arg1} is reserved: names starting with {RESERVED_PREFIX!r} are"
+            return _reserved(arg1)
         if (arg2 or "").lower() not in ALLOWED_VIRTUAL_TABLE_MODULES:
             allowed = ", ".join(sorted(ALLOWED_VIRTUAL_TABLE_MODULES))
             return f"virtual table module {arg2!r} is not allowed; allowed modules: {allowed}"

@@ -61,6 +61,8 @@ RESERVED = "names starting with '_dobox_' are reserved"
         pytest.param("CREATE VIRTUAL TABLE v USING fts4(a)", "virtual table module 'fts4'",
                      id="fts4"),
         pytest.param("ANALYZE _dobox_kv", RESERVED, id="analyze-kv"),
+        pytest.param("CREATE VIRTUAL TABLE _dobox_docs USING fts5(a)", RESERVED,
+                     id="reserved-virtual-table"),
     ],
 )
 def test_forbidden_sql_is_refused_and_changes_nothing(

@@ -12,6 +12,7 @@ from storage import (
     SchemaMismatchError,
     SchemaOutcome,
     Storage,
+    StorageError,
     TransactionError,
     open_storage,
 )
@@ -151,6 +152,17 @@ def test_migrate_without_every_step_touches_nothing(v1: Path) -> None:
             storage.apply_schema(4, policy="migrate", migrations={2: add_authors})
         assert contents(storage) == V1_CONTENTS
     assert not (v1.parent / ".backups").exists()
+
+
+def test_a_failed_backup_migrates_nothing(v1: Path, tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("a file where the backup directory should go")
+    with open_storage(v1) as storage:
+        with pytest.raises(StorageError, match="could not back up"):
+            storage.apply_schema(2, policy="migrate", migrations={2: add_authors},
+                                 backup_dir=blocked)
+        assert storage.metadata.schema_version == 1
+        assert contents(storage) == V1_CONTENTS
 
 
 def test_migrate_does_not_go_down(v1: Path) -> None:

@@ -14,6 +14,7 @@ import trio.testing
 
 from storage import (
     MAX_TRANSACTION_DEPTH,
+    ConstraintError,
     Storage,
     StorageClosedError,
     TransactionError,
@@ -78,6 +79,25 @@ def test_rollback_discards_everything_uncommitted(store: Storage) -> None:
     assert store.kv.list() == {"kept": 1}
     assert store.get_alarm_sync() is None
     assert store.sql.exec("SELECT name FROM sqlite_master WHERE name = 't'").to_list() == []
+
+
+def test_a_failing_commit_discards_the_writes_and_says_why(store: Storage) -> None:
+    """A deferred foreign key violation fails at COMMIT: nothing of that commit lands."""
+    store.sql.exec("CREATE TABLE parent (id INTEGER PRIMARY KEY); "
+                   "CREATE TABLE child (parent INTEGER REFERENCES parent(id))")
+    store.kv.put("kept", 1)
+    store.commit()
+    store.sql.exec("PRAGMA defer_foreign_keys = ON")
+    store.sql.exec("INSERT INTO child VALUES (42)")
+    store.kv.put("dropped", 2)
+    with pytest.raises(ConstraintError, match="FOREIGN KEY constraint failed"):
+        store.commit()
+    assert not store.has_uncommitted_writes
+    assert store.kv.list() == {"kept": 1}
+    assert store.sql.exec("SELECT count(*) AS n FROM child").one() == {"n": 0}
+    store.kv.put("later", 3)
+    store.commit()
+    assert store.kv.list() == {"kept": 1, "later": 3}
 
 
 # -- transaction_sync ------------------------------------------------------------------------
