@@ -243,6 +243,10 @@ def decode_value(data: bytes) -> object:
         CodecError: (a ``ValueError``) if the bytes are not a whole, valid encoding;
             nothing is ever executed or imported, whatever the bytes hold.
     """
+    if type(data) is not bytes:
+        raise CodecError(
+            f"stored value is damaged: expected bytes, found {type(data).__name__}"
+        )
     try:
         value, end = _decode(data, 0, 0)
     except CodecError:

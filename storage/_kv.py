@@ -15,7 +15,7 @@ from typing import Any, TypeAlias, overload
 
 from ._codec import decode_value, encode_value
 from ._database import Database
-from ._errors import InvalidKeyError, LimitExceededError
+from ._errors import CodecError, InvalidKeyError, LimitExceededError
 from ._limits import MAX_KEY_VALUE_SIZE, MAX_KEYS_PER_CALL
 from ._meta import KV_TABLE
 
@@ -75,6 +75,15 @@ def key_bytes(key: object) -> bytes:
             f"most {MAX_KEY_VALUE_SIZE:,} bytes"
         )
     return raw
+
+
+def _decode_key(raw: object) -> str:
+    if type(raw) is bytes:
+        try:
+            return raw.decode()
+        except UnicodeDecodeError:
+            pass
+    raise CodecError(f"stored key {raw!r:.80} is damaged: it is not UTF-8 bytes")
 
 
 def _encoded_pair(key: object, value: object) -> tuple[bytes, bytes]:
@@ -142,7 +151,7 @@ class SyncKV:
             for raw_key in raw_keys:
                 row = db.conn.execute(_GET, (raw_key,)).fetchone()
                 if row is not None:
-                    found[raw_key.decode()] = decode_value(row[0])
+                    found[_decode_key(raw_key)] = decode_value(row[0])
         except sqlite3.Error as exc:
             raise db.translate(exc) from exc
         return found
@@ -270,7 +279,7 @@ class SyncKV:
             rows = db.conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             raise db.translate(exc) from exc
-        return {raw_key.decode(): decode_value(raw_value) for raw_key, raw_value in rows}
+        return {_decode_key(raw_key): decode_value(raw_value) for raw_key, raw_value in rows}
 
     def delete_all_pairs(self) -> None:
         """Remove every pair (part of ``delete_all``)."""

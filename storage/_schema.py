@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Literal
 import sqlite_utils
 
 from ._database import Database
-from ._errors import MigrationError, SchemaMismatchError, StorageError
+from ._errors import CodecError, MigrationError, SchemaMismatchError, StorageError
 from ._meta import ALARM_KEY, ENGINE_TABLES, KV_TABLE, META_TABLE, read_meta, write_meta
 
 if TYPE_CHECKING:
@@ -72,7 +72,10 @@ def apply_schema_policy(
         write_meta(db, "schema_version", declared)
         db.commit()
         return SchemaOutcome.RECORDED
-    assert isinstance(stored, int), f"schema_version recorded as {stored!r}"
+    if type(stored) is not int:
+        raise CodecError(
+            f"{db.path} is damaged: its schema version is recorded as {stored!r:.80}"
+        )
     if stored == declared:
         return SchemaOutcome.UNCHANGED
     who = _describe(db, recorded)

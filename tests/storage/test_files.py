@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from storage import (
+    CodecError,
     DatabaseCorruptError,
     ObjectLockedError,
     StorageError,
@@ -152,3 +153,35 @@ def test_a_file_from_a_newer_engine_is_refused(db_path: Path) -> None:
     conn.close()
     with pytest.raises(StorageError, match="written by a newer dobox"):
         open_storage(db_path)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        pytest.param(b"k", 42, id="integer-value"),
+        pytest.param(b"k", "text value", id="text-value"),
+        pytest.param(b"k", b"\x80\x04\x95 pickle", id="pickle-bytes"),
+        pytest.param("k", b"N", id="text-key"),
+        pytest.param(b"\xff\xfe", b"N", id="key-not-utf8"),
+    ],
+)
+def test_tampered_rows_raise_codec_error(db_path: Path, key: object, value: object) -> None:
+    open_storage(db_path).close()
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("INSERT INTO _dobox_kv VALUES (?, ?)", (key, value))
+    conn.close()
+    with open_storage(db_path) as storage:
+        if key == b"k":  # a damaged value: reading that key says so
+            with pytest.raises(CodecError, match="damaged"):
+                storage.kv.get("k")
+        with pytest.raises(CodecError, match="damaged"):
+            storage.kv.list()
+
+
+def test_a_tampered_schema_version_is_reported(db_path: Path) -> None:
+    open_storage(db_path).close()
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("INSERT INTO _dobox_meta VALUES ('schema_version', 'two')")
+    conn.close()
+    with open_storage(db_path) as storage, pytest.raises(CodecError, match="schema version"):
+        storage.apply_schema(2, policy="throw")
