@@ -55,6 +55,11 @@ process, not of the machine. ``"off"``: no syncing at all, for tests that ask fo
 
 _SYNCHRONOUS: dict[str, str] = {"full": "FULL", "normal": "NORMAL", "off": "OFF"}
 
+BUSY_TIMEOUT = 0.25
+"""Seconds to wait for SQLite's own locks. The flock keeps other writers out, so only a
+reader recovering the WAL (a backup tool) or a process that ignored the flock can make us
+wait; the wait blocks the caller's thread, so it is kept short."""
+
 OBJECT_SQL_PREFIX = "/*object*/"
 """Put before every object SQL text so it never shares a cached statement with engine SQL."""
 
@@ -116,7 +121,11 @@ class Database:
         lock = acquire_file_lock(fspath)
         try:
             conn = sqlite3.connect(
-                fspath, isolation_level=None, check_same_thread=False, cached_statements=256
+                fspath,
+                isolation_level=None,
+                check_same_thread=False,
+                cached_statements=256,
+                timeout=BUSY_TIMEOUT,
             )
         except sqlite3.Error as exc:
             lock.release()

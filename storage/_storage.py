@@ -184,7 +184,13 @@ class Storage:
         inside ``blockConcurrencyWhile``).
         """
         with _Savepoint(self._db):
-            return await fn()
+            result = fn()
+            if not inspect.isawaitable(result):
+                raise TypeError(
+                    "transaction() needs an async function; use "
+                    "storage.transaction_sync(fn) for a plain one"
+                )
+            return await result
 
     async def sync(self) -> None:
         """Commit everything written so far, durably, with the fsync in a worker thread.

@@ -59,9 +59,28 @@ def test_a_second_open_in_this_process_is_refused(db_path: Path) -> None:
     open_storage(db_path).close()
 
 
+def test_a_writer_that_ignored_the_lock_is_a_clear_error(db_path: Path) -> None:
+    """SQLite's own lock, held by a process that bypassed the flock, gives ObjectLockedError
+    after a short wait instead of stalling the caller."""
+    with open_storage(db_path) as storage:
+        rogue = sqlite3.connect(db_path, isolation_level=None)
+        rogue.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(ObjectLockedError, match="is busy"):
+                storage.kv.put("a", 1)
+        finally:
+            rogue.execute("ROLLBACK")
+            rogue.close()
+        storage.kv.put("b", 2)
+        storage.commit()
+        assert storage.kv.list() == {"b": 2}
+
+
 def test_a_directory_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="cannot open"):
         open_storage(tmp_path)
+    with pytest.raises(StorageError, match="No such file or directory"):
+        open_storage(tmp_path / "missing" / "object.sqlite")
 
 
 @pytest.mark.parametrize(

@@ -210,6 +210,15 @@ async def test_cancelled_transaction_rolls_back(store: Storage) -> None:
     assert await store.list() == {}
 
 
+async def test_transaction_refuses_plain_functions(store: Storage) -> None:
+    def body() -> None:
+        store.kv.put("a", 1)
+
+    with pytest.raises(TypeError, match=r"use storage\.transaction_sync"):
+        await store.transaction(body)  # type: ignore[arg-type]
+    assert await store.list() == {}
+
+
 async def test_sync_is_refused_inside_a_transaction(store: Storage) -> None:
     async def body() -> None:
         await store.sync()
