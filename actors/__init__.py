@@ -1,3 +1,32 @@
-"""Placeholder: this package is built by a later issue (see docs/)."""
+"""The programming model: ``DurableObject``, ``ObjectContext``, ``ObjectId``, ``Env`` and the
+errors callers of objects see."""
 
-__all__: list[str] = []
+from ._errors import InvalidObjectId as InvalidObjectId
+from ._errors import ObjectAborted as ObjectAborted
+from ._errors import ObjectResetError as ObjectResetError
+from ._errors import OverloadedError as OverloadedError
+from ._errors import RemoteError as RemoteError
+from ._errors import RuntimeClosedError as RuntimeClosedError
+from ._errors import UnknownMethodError as UnknownMethodError
+from ._ids import ObjectId as ObjectId
+from ._object import HANDLER_NAMES as HANDLER_NAMES
+from ._object import DurableObject as DurableObject
+from ._object import Env as Env
+from ._object import ObjectContext as ObjectContext
+from ._object import ObjectHost as ObjectHost
+
+__all__ = [
+    "HANDLER_NAMES",
+    "DurableObject",
+    "Env",
+    "InvalidObjectId",
+    "ObjectAborted",
+    "ObjectContext",
+    "ObjectHost",
+    "ObjectId",
+    "ObjectResetError",
+    "OverloadedError",
+    "RemoteError",
+    "RuntimeClosedError",
+    "UnknownMethodError",
+]

@@ -117,6 +117,9 @@ class SchemaMismatchError(DoboxError):
         self.stored = stored
         self.declared = declared
 
+    def __reduce__(self) -> tuple[object, ...]:  # copy and pickle despite keyword arguments
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
 
 class MigrationError(DoboxError):
     """A migration step raised. Every step was rolled back and the backup kept.
@@ -132,3 +135,15 @@ class MigrationError(DoboxError):
         self.stored = stored
         self.failed_step = failed_step
         self.backup_path = backup_path
+
+    def __reduce__(self) -> tuple[object, ...]:  # copy and pickle despite keyword arguments
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(
+    cls: type[DoboxError], args: tuple[object, ...], state: dict[str, object]
+) -> DoboxError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error

@@ -32,6 +32,7 @@ _WRITE_META = f"INSERT OR REPLACE INTO {META_TABLE} (key, value) VALUES (?, ?)"
 _DELETE_META = f"DELETE FROM {META_TABLE} WHERE key = ?"
 
 ALARM_KEY = "alarm"
+SYNC_PENDING_KEY = "sync_pending"
 
 
 @attrs.frozen
@@ -44,6 +45,8 @@ class ObjectMetadata:
     class_name: str | None = None
     created_at: float | None = None
     alarm: float | None = None
+    sync_pending: bool = False
+    """Cleared by the ``clear`` policy and not yet refilled by a successful ``sync()``."""
 
 
 def ensure_engine_tables(db: Database) -> None:
@@ -102,4 +105,5 @@ def metadata_from(values: dict[str, object]) -> ObjectMetadata:
         class_name=_str("class"),
         created_at=_float("created_at"),
         alarm=_float(ALARM_KEY),
+        sync_pending=bool(values.get(SYNC_PENDING_KEY)),
     )

@@ -3,8 +3,10 @@
 The runtime decides *which* policy an object gets (DESIGN.md: sync-present objects clear,
 sync-absent ones throw, ``migrations`` migrate); this module carries each one out:
 
-- ``clear``: in one transaction, delete everything (KV, tables, alarm) and record the new
-  version, then commit durably. The object's ``sync()`` refills it afterwards.
+- ``clear``: in one transaction, delete everything (KV, tables, alarm), record the new
+  version and mark the file "sync pending", then commit durably. The object's ``sync()``
+  refills it afterwards and :meth:`Storage.mark_synced` clears the mark, so a ``sync()``
+  that fails is retried on the next activation.
 - ``throw``: raise :class:`SchemaMismatchError` naming both versions; touch nothing.
 - ``migrate``: copy the file with SQLite's backup API, then run every step from the stored
   version up to the declared one, and record the new version, in one transaction. If a
@@ -29,7 +31,15 @@ import sqlite_utils
 
 from ._database import Database
 from ._errors import CodecError, MigrationError, SchemaMismatchError, StorageError
-from ._meta import ALARM_KEY, ENGINE_TABLES, KV_TABLE, META_TABLE, read_meta, write_meta
+from ._meta import (
+    ALARM_KEY,
+    ENGINE_TABLES,
+    KV_TABLE,
+    META_TABLE,
+    SYNC_PENDING_KEY,
+    read_meta,
+    write_meta,
+)
 
 if TYPE_CHECKING:
     from ._storage import Storage
@@ -82,6 +92,8 @@ def apply_schema_policy(
     if policy == "clear":
         delete_all_contents(db)
         write_meta(db, "schema_version", declared)
+        # Durable, so that an object whose sync() fails is synced again next time.
+        write_meta(db, SYNC_PENDING_KEY, 1)
         db.commit()
         return SchemaOutcome.CLEARED
     if policy == "throw" or stored > declared:

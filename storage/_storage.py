@@ -12,6 +12,7 @@ import math
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import TypeVar, overload
 
@@ -21,6 +22,7 @@ from ._kv import SyncKV, Value
 from ._limits import MAX_TRANSACTION_DEPTH
 from ._meta import (
     ALARM_KEY,
+    SYNC_PENDING_KEY,
     ObjectMetadata,
     ensure_engine_tables,
     metadata_from,
@@ -83,7 +85,7 @@ class Storage:
     exception; :meth:`close` alone discards what is uncommitted.
     """
 
-    __slots__ = ("_db", "kv", "sql")
+    __slots__ = ("_db", "exclusive", "kv", "sql")
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -91,6 +93,9 @@ class Storage:
         """The KV API, synchronously."""
         self.sql = SqlStorage(db)
         """The SQL API."""
+        self.exclusive: Callable[[], AbstractAsyncContextManager[object]] | None = None
+        """Set by the runtime: holds the object's other events while :meth:`transaction`
+        runs (DO runs ``transaction`` inside ``blockConcurrencyWhile``)."""
 
     # -- async KV, as ctx.storage ---------------------------------------------------------
 
@@ -183,6 +188,12 @@ class Storage:
         runtime holds the object's other events meanwhile (as DO runs ``transaction``
         inside ``blockConcurrencyWhile``).
         """
+        if self.exclusive is None:
+            return await self._transaction(fn)
+        async with self.exclusive():
+            return await self._transaction(fn)
+
+    async def _transaction(self, fn: Callable[[], Awaitable[T]]) -> T:
         with _Savepoint(self._db):
             result = fn()
             if not inspect.isawaitable(result):
@@ -308,6 +319,11 @@ class Storage:
             self, self._db, declared, policy=policy, migrations=migrations or {},
             backup_dir=backup_dir,
         )
+
+    def mark_synced(self) -> None:
+        """Record (in the implicit transaction) that ``sync()`` refilled a cleared object."""
+        self._db.check_usable()
+        write_meta(self._db, SYNC_PENDING_KEY, None)
 
     def _require_no_pending_writes(self, what: str) -> None:
         db = self._db

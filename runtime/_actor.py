@@ -1,0 +1,453 @@
+"""One live object: its mailbox, input gate, output gate, and supervision.
+
+How an object runs (the Durable Objects contract, in trio):
+
+- **Mailbox.** A call is put in the object's FIFO mailbox when it is *made*, so calls are
+  delivered in the order they were made (trio may start tasks in any order).
+- **Driver.** One task per live object, the *driver*, takes events from the mailbox and runs
+  each handler under the **input gate** (a FIFO lock): one event at a time.
+- **Outbound calls.** When a handler awaits another object's stub, it first makes its
+  writes durable (the output gate covers outgoing messages too), then releases the gate
+  and, if it was the driver, starts a new driver, so other events of this object run
+  meanwhile (A->B->A works). It takes the gate back before the handler continues.
+  Inside ``block_concurrency_while`` (and ``storage.transaction``) the gate is kept.
+- **Write coalescing and the output gate.** A handler's writes join the storage's implicit
+  transaction. An event that ends with writes uncommitted does not reply yet: its reply
+  waits while the driver runs the events already queued, then one commit makes all their
+  writes durable and every waiting caller gets its reply. A failed commit fails those
+  replies and resets the object.
+- **Supervision.** A reset (``on_start`` or ``block_concurrency_while`` raising, a failed
+  commit, an event timeout, ``ctx.abort()``) fails every queued, running and waiting event
+  with ``ObjectResetError``, cancels the object's tasks and closes its file; the next event
+  activates a fresh instance. No other object notices.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, NoReturn, TypeVar
+
+import trio
+
+from actors import DurableObject, Env, ObjectAborted, ObjectContext, ObjectId, OverloadedError
+from actors._errors import ObjectResetError, remote_error_for
+from actors._object import schema_policy
+from storage import (
+    DoboxError,
+    Storage,
+    UnsupportedValueError,
+    decode_value,
+    encode_value,
+    open_storage,
+)
+
+from ._event import Event
+from ._gate import InputGate
+from ._http import copy_response
+
+if TYPE_CHECKING:
+    from ._coordinator import Lease
+    from ._router import Router
+
+T = TypeVar("T")
+log = logging.getLogger("dobox.runtime")
+
+COMMIT_BATCH = 256
+"""At most this many replies wait for one commit, so a busy object still answers."""
+
+current_actor: ContextVar[Actor | None] = ContextVar("dobox_current_actor", default=None)
+"""The object whose event the current task is running (inherited by tasks it starts)."""
+
+State = Literal["activating", "running", "stopping", "dead"]
+
+
+class Actor:
+    """One activation of one object, from its first event to its eviction or reset."""
+
+    def __init__(
+        self, router: Router, binding: str, cls: type[DurableObject], object_id: ObjectId,
+        path: Path,
+    ) -> None:
+        self.router = router
+        self.binding = binding
+        self.cls = cls
+        self.id = object_id
+        self.key = f"{binding}/{object_id.hex}"
+        self.path = path
+        self.state: State = "activating"
+        self.mailbox: deque[Event] = deque()
+        self.events: set[Event] = set()
+        """Admitted and not yet answered: queued, running, or waiting for their commit."""
+        self.gate = InputGate()
+        self.storage: Storage | None = None
+        self.instance: DurableObject | None = None
+        self.closed = trio.Event()
+        self.last_active = trio.current_time()
+        self._to_reply: list[tuple[Event, object]] = []
+        self._wakeup = trio.lowlevel.ParkingLot()
+        self._driver: trio.lowlevel.Task | None = None
+        self._gate_owner: trio.lowlevel.Task | None = None
+        self._blocking = 0
+        self._background = 0
+        self._nursery: trio.Nursery | None = None
+        self._lease: Lease | None = None
+        self._stop_requested = False
+
+    def __repr__(self) -> str:
+        return f"<Actor {self.label} {self.state}>"
+
+    @property
+    def label(self) -> str:
+        """How logs and errors name the object: ``BINDING/name`` or ``BINDING/<id>``."""
+        return f"{self.binding}/{self.id.name if self.id.name is not None else self.id.hex}"
+
+    # -- admission (synchronous: a call is queued the moment it is made) -------------------
+
+    def submit(self, event: Event) -> None:
+        if len(self.events) >= self.router.max_queued_per_object:
+            self.router.overloads += 1
+            event.reply.fail(
+                OverloadedError(
+                    f"Durable Object is overloaded. Too many requests queued. ({self.label} "
+                    f"has {len(self.events)} events waiting; the limit is "
+                    f"{self.router.max_queued_per_object})",
+                    object_id=self.id.hex,
+                )
+            )
+            return
+        if not self.events:
+            self.router.busy(self)
+        self.events.add(event)
+        self.mailbox.append(event)
+        self._wakeup.unpark()
+
+    @property
+    def idle(self) -> bool:
+        return (
+            self.state == "running" and not self.events and not self._background
+            and not self.gate.held
+        )
+
+    def stop(self) -> None:
+        """Admit nothing more; the driver finishes what was admitted, commits, and returns,
+        and the file is closed (the router has already stopped routing here)."""
+        self._stop_requested = True
+        if self.state == "running":
+            self.state = "stopping"
+            self._wakeup.unpark()
+
+    # -- the object's life ----------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Activate, serve events until evicted or reset, then close the file."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                if await self._activate():
+                    nursery.start_soon(self._drive)
+        finally:
+            if self.storage is not None:
+                self.storage.close()
+            if self._lease is not None:
+                self.router.coordinator.release(self._lease)
+            if self.state != "dead":
+                self.state = "dead"
+                self._fail_all(lambda: ObjectResetError(
+                    f"{self.label} stopped before answering", object_id=self.id.hex))
+            self.router.retire(self)
+            self.closed.set()
+            self.router.finished(self)
+
+    async def _activate(self) -> bool:
+        previous = self.router.closing.get(self.key)
+        if previous is not None:
+            await previous.wait()
+        self._lease = await self.router.coordinator.acquire(self.key)
+        try:
+            storage = open_storage(
+                self.path, durability=self.router.durability, name=self.id.name,
+                namespace=self.binding, class_name=self.cls.__qualname__,
+            )
+        except DoboxError as exc:
+            self._die_activating(exc)
+            return False
+        self.storage = storage
+        try:
+            storage.apply_schema(
+                self.cls.schema_version, policy=schema_policy(self.cls),
+                migrations=self.cls.migrations,
+                backup_dir=self.router.data_dir / ".backups" / self.binding,
+            )
+        except DoboxError as exc:
+            self._die_activating(exc)
+            return False
+        if self.id.name is None and storage.metadata.name is not None:
+            self.id = ObjectId(self.id.hex, storage.metadata.name)
+        storage.exclusive = self._exclusive
+        await self.gate.acquire()
+        self._gate_owner = trio.lowlevel.current_task()
+        self._blocking += 1
+        token = current_actor.set(self)
+        try:
+            self.instance = self.cls(ObjectContext(self.id, storage, self), Env(self.router.env))
+            await self.instance.on_start()
+            if storage.metadata.sync_pending:
+                await self.instance.sync()  # type: ignore[attr-defined]  # sync_pending implies it
+                storage.mark_synced()
+            await self._commit_writes()
+        except (Exception, ObjectAborted) as exc:
+            self.reset(f"starting it raised {type(exc).__name__}: {exc}", cause=exc)
+            return False
+        finally:
+            current_actor.reset(token)
+            self._blocking -= 1
+            self._release_gate()
+        self.state = "stopping" if self._stop_requested else "running"
+        if not self.events:
+            self.router.idle(self)
+        log.debug("activated %s", self.label)
+        return True
+
+    def _die_activating(self, error: DoboxError) -> None:
+        log.warning("could not activate %s: %s", self.label, error)
+        self.state = "dead"
+        self._fail_all(lambda: error)
+        self.router.retire(self)
+
+    # -- the driver -----------------------------------------------------------------------
+
+    async def _drive(self) -> None:
+        me = trio.lowlevel.current_task()
+        self._driver = me
+        while True:
+            if self.mailbox and self.state != "dead":
+                await self._run(self.mailbox.popleft())
+                if self._driver is not me:
+                    return  # handed off while the handler awaited another object
+                if len(self._to_reply) >= COMMIT_BATCH:
+                    await self._commit_and_reply()
+                continue
+            if self._to_reply and self.state != "dead":
+                await self._commit_and_reply()
+                continue
+            if self.state == "dead":
+                return
+            if self.state == "stopping" and not (self.events or self._background):
+                return
+            # Idle eviction and event timeouts are the router's timekeeper's job: a cancel
+            # scope per wait here would cost more than the rest of a call.
+            await self._wakeup.park()
+
+    async def _run(self, event: Event) -> None:
+        await self.gate.acquire()
+        self._gate_owner = trio.lowlevel.current_task()
+        token = current_actor.set(self)
+        self.router.started(event, self)
+        try:
+            outcome = await self._handle(event)
+            if outcome is not None and self.state != "dead":
+                self._finish(event, outcome)
+        finally:
+            self.router.ended(event)
+            current_actor.reset(token)
+            self._release_gate()
+
+    async def _handle(self, event: Event) -> object:
+        """The encoded result, or the error to deliver; ``None`` if the object was reset."""
+        try:
+            result = await self._dispatch(event)
+            if event.kind == "rpc":
+                return encode_value(result, name="result")
+            return copy_response(result)
+        except ObjectAborted as exc:
+            self.reset(f"ctx.abort() was called: {exc}", cause=exc)
+            return None
+        except UnsupportedValueError as exc:
+            return remote_error_for(
+                TypeError(f"{event.describe()} returned a value that cannot cross the call: "
+                          f"{exc}"),
+                object_id=self.id.hex,
+            )
+        except Exception as exc:
+            log.debug("%s raised in %s", event.describe(), self.label, exc_info=True)
+            return remote_error_for(exc, object_id=self.id.hex)
+
+    def timed_out(self, event: Event) -> None:
+        """Called by the router's timekeeper when ``event`` ran past ``event_timeout``."""
+        self.reset(
+            "Actor exceeded event execution time and was disconnected "
+            f"({event.describe()} ran past {self.router.event_timeout} s)"
+        )
+
+    async def _dispatch(self, event: Event) -> object:
+        instance = self.instance
+        if event.kind == "rpc":
+            call = decode_value(event.payload)  # type: ignore[arg-type]  # rpc payloads are bytes
+            assert isinstance(call, tuple), "a stub encodes (args, kwargs)"
+            args, kwargs = call
+            return await getattr(instance, event.name)(*args, **kwargs)
+        return await instance.fetch(event.payload)  # type: ignore[union-attr]  # checked on submit
+
+    def _finish(self, event: Event, outcome: object) -> None:
+        """Reply now, or after the commit that makes this event's view durable."""
+        storage = self.storage
+        if self._to_reply or (storage is not None and storage.has_uncommitted_writes):
+            self._to_reply.append((event, outcome))
+            if self._driver is not trio.lowlevel.current_task():
+                self._wakeup.unpark()
+        else:
+            self._deliver(event, outcome)
+
+    def _deliver(self, event: Event, outcome: object) -> None:
+        self.events.discard(event)
+        if not self.events and not self._background:
+            self.last_active = trio.current_time()
+            self.router.idle(self)
+        if isinstance(outcome, BaseException):
+            event.reply.fail(outcome)
+        else:
+            event.reply.set_result(outcome)
+
+    # -- the output gate ----------------------------------------------------------------------
+
+    async def _commit_and_reply(self) -> None:
+        await self.gate.acquire()
+        self._gate_owner = trio.lowlevel.current_task()
+        try:
+            await self._commit_writes()
+        finally:
+            self._release_gate()
+
+    async def _commit_writes(self) -> None:
+        """With the gate held: make every write durable, then answer the waiting events."""
+        batch, self._to_reply = self._to_reply, []
+        storage = self.storage
+        assert storage is not None
+        try:
+            if storage.has_uncommitted_writes:
+                if storage.durability == "full":
+                    await storage.sync()  # the fsync runs in a thread; other objects go on
+                else:
+                    storage.commit()
+        except DoboxError as exc:
+            self.reset(f"its writes could not be committed: {exc}", cause=exc)
+            return
+        for event, outcome in batch:
+            self._deliver(event, outcome)
+
+    # -- calls to other objects -------------------------------------------------------------
+
+    def holds_gate(self) -> bool:
+        return self.gate.held and self._gate_owner is trio.lowlevel.current_task()
+
+    async def call_out(self, send: Callable[[], Awaitable[T]]) -> T:
+        """Run ``send()`` (a call to another object) from a handler of this object."""
+        if self._blocking or not self.holds_gate():
+            return await send()
+        if self._to_reply or (self.storage is not None and self.storage.has_uncommitted_writes):
+            await self._commit_writes()  # nothing leaves before the writes are durable
+        if self._driver is trio.lowlevel.current_task() and self._nursery is not None:
+            self._driver = None
+            self._nursery.start_soon(self._drive)
+        self._release_gate()
+        try:
+            return await send()
+        finally:
+            await self.gate.acquire_shielded()
+            self._gate_owner = trio.lowlevel.current_task()
+
+    def _release_gate(self) -> None:
+        self._gate_owner = None
+        self.gate.release()
+
+    # -- ObjectHost: what ctx offers the object ---------------------------------------------
+
+    def now(self) -> float:
+        return self.router.now()
+
+    async def block_concurrency_while(self, fn: Callable[[], Awaitable[T]]) -> T:
+        async with self._exclusive():
+            try:
+                return await fn()
+            except (Exception, ObjectAborted) as exc:
+                self.reset(
+                    f"block_concurrency_while() raised {type(exc).__name__}: {exc}", cause=exc
+                )
+                raise
+
+    @asynccontextmanager
+    async def _exclusive(self) -> AsyncIterator[None]:
+        """Hold this object's other events, even across calls to other objects."""
+        owned = self.holds_gate()
+        if not owned:
+            await self.gate.acquire()
+            self._gate_owner = trio.lowlevel.current_task()
+        self._blocking += 1
+        try:
+            yield
+        finally:
+            self._blocking -= 1
+            if not owned:
+                self._release_gate()
+
+    def wait_until(self, awaitable: Awaitable[object]) -> None:
+        if self._nursery is None or self.state not in ("activating", "running"):
+            raise RuntimeError(f"{self.label} is not running; wait_until() cannot start")
+        if not self.events and not self._background:
+            self.router.busy(self)
+        self._background += 1
+        self._nursery.start_soon(self._in_background, awaitable)
+
+    async def _in_background(self, awaitable: Awaitable[object]) -> None:
+        try:
+            await awaitable
+        except ObjectAborted as exc:
+            self.reset(f"ctx.abort() was called: {exc}", cause=exc)
+        except Exception:
+            log.exception("a wait_until() task of %s raised", self.label)
+        finally:
+            self._background -= 1
+            if not self.events and not self._background:
+                self.last_active = trio.current_time()
+                self.router.idle(self)
+            self._wakeup.unpark()
+
+    def abort(self, reason: str | None) -> NoReturn:
+        raise ObjectAborted(reason or "aborted")
+
+    # -- reset ----------------------------------------------------------------------------------
+
+    def reset(self, why: str, *, cause: BaseException | None = None) -> None:
+        """Fail every event of this activation, drop the instance, close the file."""
+        if self.state == "dead":
+            return
+        self.state = "dead"
+        self.router.resets += 1
+        self.router.retire(self)
+        log.warning("reset %s: %s", self.label, why)
+
+        def error() -> ObjectResetError:
+            failure = ObjectResetError(
+                f"Durable Object {self.label} was reset: {why}", object_id=self.id.hex
+            )
+            failure.__cause__ = cause
+            return failure
+
+        self._fail_all(error)
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    def _fail_all(self, error: Callable[[], BaseException]) -> None:
+        for event in list(self.events):
+            event.reply.fail(error())
+        for event in self.mailbox:
+            event.reply.fail(error())
+        self.events.clear()
+        self.mailbox.clear()
+        self._to_reply.clear()
+

@@ -1,0 +1,75 @@
+"""Who may run an object: the coordinator interface and its one-process case.
+
+Before an object activates, the router asks the coordinator for ownership of its id and
+gets a :class:`Lease` back; it releases the lease once the object is closed. A multi-node
+coordinator (leases in etcd, ownership claimed by compare-and-swap, placement by rendezvous
+hashing) implements the same interface; its ``fencing_token`` is the claim revision, which
+storage writes will carry so that a stale owner can never commit. Nothing above the
+coordinator changes when it does.
+
+In one process, the router's own bookkeeping already guarantees one activation per id;
+:class:`SingleProcessCoordinator` checks that guarantee and hands out increasing fencing
+tokens. Across processes, the object file's ``flock`` refuses a second owner.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Protocol
+
+import attrs
+
+
+@attrs.frozen
+class Lease:
+    """Ownership of one object id by this node, until released."""
+
+    key: str
+    """``<namespace>/<id hex>``."""
+    fencing_token: int
+    """Increases with every grant of the same id; a stale owner's token is smaller."""
+
+
+class Coordinator(Protocol):
+    """Grants ownership of object ids to this node."""
+
+    async def acquire(self, key: str) -> Lease:
+        """Wait until this node owns ``key``.
+
+        Raises:
+            RuntimeError: ``key`` is already owned here (a bug in the caller).
+        """
+        ...
+
+    def release(self, lease: Lease) -> None:
+        """Give up ownership; the object is closed and may activate again."""
+        ...
+
+    def owns(self, key: str) -> bool:
+        ...
+
+
+@attrs.define
+class SingleProcessCoordinator:
+    """The one-node coordinator: every id is local, and owned at most once at a time."""
+
+    _owned: dict[str, Lease] = attrs.field(factory=dict)
+    _tokens: itertools.count[int] = attrs.field(factory=lambda: itertools.count(1))
+
+    async def acquire(self, key: str) -> Lease:
+        if key in self._owned:
+            raise RuntimeError(f"{key} is already active in this process (a second activation)")
+        lease = Lease(key, next(self._tokens))
+        self._owned[key] = lease
+        return lease
+
+    def release(self, lease: Lease) -> None:
+        if self._owned.get(lease.key) == lease:
+            del self._owned[lease.key]
+
+    def owns(self, key: str) -> bool:
+        return key in self._owned
+
+    @property
+    def owned(self) -> int:
+        return len(self._owned)

@@ -1,0 +1,88 @@
+"""An event on its way to an object, and the reply its caller waits for.
+
+Arguments and results cross by value: RPC arguments are encoded with the storage codec when
+the call is made, and results when the handler returns, so caller and object never share a
+mutable value (and what works in-process also works over HTTP).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Literal
+
+import trio
+
+from storage import Value, decode_value
+
+EventKind = Literal["rpc", "fetch"]
+
+
+class Reply:
+    """The outcome of one event, set once (the first outcome wins), awaited by its caller."""
+
+    __slots__ = ("_done", "_error", "_result", "_signal")
+
+    def __init__(self) -> None:
+        self._done = False
+        self._result: object = None
+        self._error: BaseException | None = None
+        self._signal: trio.Event | None = None
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def set_result(self, result: object) -> None:
+        """``result`` is the encoded result (``bytes``), or an already copied value."""
+        if not self._done:
+            self._done = True
+            self._result = result
+            if self._signal is not None:
+                self._signal.set()
+
+    def fail(self, error: BaseException) -> None:
+        if not self._done:
+            self._done = True
+            self._error = error
+            if self._signal is not None:
+                self._signal.set()
+
+    async def wait(self) -> Value:
+        """The decoded result; raises the event's error."""
+        if not self._done:
+            if self._signal is None:
+                self._signal = trio.Event()
+            await self._signal.wait()
+        else:
+            await trio.lowlevel.checkpoint()
+        if self._error is not None:
+            raise _fresh(self._error)
+        result = self._result
+        return decode_value(result) if type(result) is bytes else result
+
+
+def _fresh(error: BaseException) -> BaseException:
+    """A copy of ``error`` for this raise (several callers may share one activation error),
+    keeping its cause."""
+    try:
+        clone = copy.copy(error)
+    except Exception:  # an exception type that cannot be copied: raise the original
+        return error
+    clone.__cause__ = error.__cause__
+    clone.__traceback__ = None
+    return clone
+
+
+class Event:
+    """An RPC call or a fetch, queued in an object's mailbox."""
+
+    __slots__ = ("kind", "name", "payload", "reply")
+
+    def __init__(self, kind: EventKind, name: str, payload: object) -> None:
+        self.kind: EventKind = kind
+        self.name = name
+        self.payload = payload
+        self.reply = Reply()
+
+    def describe(self) -> str:
+        return f"{self.name}()" if self.kind == "rpc" else "fetch()"

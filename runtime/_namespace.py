@@ -1,0 +1,186 @@
+"""Namespaces (``rt.namespace("ROOM")``, ``env.ROOM``) and stubs.
+
+A stub call queues its event in the object's mailbox at the moment the call is *made*
+(``stub.method(...)`` returns an awaitable :class:`Call` after queueing), so calls are
+delivered in the order they are made, as through a Durable Objects stub. Awaiting the call
+waits for the reply. A call made by an object that has uncommitted writes is queued when it
+is awaited instead, after those writes are durable: nothing leaves an object before its
+writes are on disk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine, Generator
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+import httpx
+
+from actors import DurableObject, ObjectId, UnknownMethodError
+from actors._ids import id_from_name, id_from_string, namespace_key, new_unique_id
+from actors._object import rpc_method_names
+from storage import Value, encode_value
+
+from ._actor import current_actor
+from ._event import Event, EventKind
+from ._http import copy_request
+
+if TYPE_CHECKING:
+    from ._router import Router
+
+
+class Namespace:
+    """One binding's objects: make ids, and stubs to call them."""
+
+    __slots__ = ("_key", "_methods", "_router", "binding", "cls")
+
+    def __init__(self, router: Router, binding: str, cls: type[DurableObject]) -> None:
+        self._router = router
+        self.binding = binding
+        self.cls = cls
+        self._key = namespace_key(binding)
+        self._methods = rpc_method_names(cls)
+
+    def __repr__(self) -> str:
+        return f"<Namespace {self.binding} of {self.cls.__qualname__}>"
+
+    def id_from_name(self, name: str) -> ObjectId:
+        """The id for ``name``: always the same in this namespace, never in another."""
+        return id_from_name(self._key, name)
+
+    def new_unique_id(self) -> ObjectId:
+        """A new random id, never returned twice."""
+        return new_unique_id(self._key)
+
+    def id_from_string(self, text: str) -> ObjectId:
+        """Parse an id's 64 hex digits.
+
+        Raises:
+            InvalidObjectId: malformed, or made by another namespace.
+        """
+        return id_from_string(self._key, text)
+
+    def get(self, object_id: ObjectId) -> Stub:
+        """A stub for the object (nothing is activated until the first call).
+
+        Raises:
+            InvalidObjectId: ``object_id`` was made by another namespace.
+        """
+        if not isinstance(object_id, ObjectId):
+            raise TypeError(f"get() takes an ObjectId, not {type(object_id).__name__}")
+        checked = id_from_string(self._key, object_id.hex)
+        return Stub(self, ObjectId(checked.hex, object_id.name))
+
+    def get_by_name(self, name: str) -> Stub:
+        """``get(id_from_name(name))``."""
+        return Stub(self, self.id_from_name(name))
+
+    def _submit(self, object_id: ObjectId, event: Event) -> None:
+        self._router.submit(self.binding, self.cls, object_id, event)
+
+
+class Stub:
+    """Calls one object: ``await stub.method(*args, **kwargs)`` and ``await stub.fetch(req)``.
+
+    Arguments and results cross by value through the storage codec. Raises, when awaited,
+    :class:`~actors.RemoteError` (or a subclass) for what failed in the object.
+    """
+
+    __slots__ = ("_namespace", "id")
+
+    def __init__(self, namespace: Namespace, object_id: ObjectId) -> None:
+        self._namespace = namespace
+        self.id = object_id
+
+    @property
+    def name(self) -> str | None:
+        return self.id.name
+
+    def __repr__(self) -> str:
+        return f"<Stub {self._namespace.binding}/{self.id.name or self.id.hex}>"
+
+    def __getattr__(self, method: str) -> _Method:
+        if method not in self._namespace._methods:
+            public = ", ".join(sorted(self._namespace._methods)) or "none"
+            raise UnknownMethodError(
+                f"{self._namespace.cls.__qualname__} has no RPC method {method!r}: RPC methods "
+                f"are its public async methods other than the handlers (it has: {public})"
+            )
+        return _Method(self, method)
+
+    def fetch(self, request: httpx.Request) -> Call:
+        """Send ``request`` to the object's ``fetch`` handler; await it for the response."""
+        if not hasattr(self._namespace.cls, "fetch"):
+            raise UnknownMethodError(f"{self._namespace.cls.__qualname__} has no fetch() handler")
+        return Call(self, "fetch", "fetch", copy_request(request))
+
+
+class _Method:
+    __slots__ = ("_name", "_stub")
+
+    def __init__(self, stub: Stub, name: str) -> None:
+        self._stub = stub
+        self._name = name
+
+    def __call__(self, *args: object, **kwargs: object) -> Call:
+        payload = encode_value((args, kwargs), name=f"the arguments of {self._name}()")
+        return Call(self._stub, "rpc", self._name, payload)
+
+
+class Call(Coroutine[object, object, Value]):
+    """A call on its way: made (and, normally, queued) already; await it for the result.
+
+    It is a coroutine, so ``nursery.start_soon(stub.method, arg)`` works. A call that is
+    never awaited still runs, as a Durable Objects call that is not awaited does; its
+    result and errors are lost.
+    """
+
+    __slots__ = ("_coroutine", "_event", "_queued", "_stub")
+
+    def __init__(self, stub: Stub, kind: EventKind, name: str, payload: object) -> None:
+        self._stub = stub
+        self._event = Event(kind, name, payload)
+        self._coroutine: Coroutine[object, object, Value] | None = None
+        caller = current_actor.get()
+        storage = None if caller is None else caller.storage
+        self._queued = storage is None or not storage.has_uncommitted_writes
+        if self._queued:
+            stub._namespace._submit(stub.id, self._event)
+
+    def _inner(self) -> Coroutine[object, object, Value]:
+        if self._coroutine is None:
+            self._coroutine = self._result()
+        return self._coroutine
+
+    def __await__(self) -> Generator[object, None, Value]:
+        return self._inner().__await__()
+
+    def send(self, value: object) -> object:
+        return self._inner().send(value)
+
+    def throw(
+        self,
+        typ: type[BaseException] | BaseException,
+        val: object = None,
+        tb: TracebackType | None = None,
+    ) -> object:
+        if isinstance(typ, BaseException):
+            return self._inner().throw(typ)
+        return self._inner().throw(typ, val, tb)
+
+    def close(self) -> None:
+        if self._coroutine is not None:
+            self._coroutine.close()
+
+    async def _result(self) -> Value:
+        caller = current_actor.get()
+        if caller is None:
+            return await self._send()
+        return await caller.call_out(self._send)
+
+    async def _send(self) -> Value:
+        if not self._queued:
+            self._queued = True
+            self._stub._namespace._submit(self._stub.id, self._event)
+        return await self._event.reply.wait()
+

@@ -1,0 +1,207 @@
+"""The router: which object is live, where each event goes, and who is evicted.
+
+Everything here is synchronous and runs in the runtime's trio thread, so "is this object
+live?" and "make it live" happen with no checkpoint in between: a thousand callers racing
+to a cold object create one :class:`Actor`, whose first event starts its activation, and
+queue behind it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+import trio
+
+from actors import DurableObject, ObjectId, RuntimeClosedError
+from storage import Durability
+
+from ._actor import Actor
+from ._coordinator import Coordinator
+from ._event import Event
+
+log = logging.getLogger("dobox.runtime")
+
+
+class Router:
+    """Routes events to live objects, activating and evicting them (see module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        nursery: trio.Nursery,
+        data_dir: Path,
+        coordinator: Coordinator,
+        env: dict[str, object],
+        durability: Durability,
+        idle_timeout: float,
+        max_live_objects: int,
+        max_queued_per_object: int,
+        event_timeout: float | None,
+    ) -> None:
+        self.nursery = nursery
+        self.data_dir = data_dir
+        self.coordinator = coordinator
+        self.env = env
+        self.durability: Durability = durability
+        self.idle_timeout = idle_timeout
+        self.max_live_objects = max_live_objects
+        self.max_queued_per_object = max_queued_per_object
+        self.event_timeout = math.inf if event_timeout is None else event_timeout
+        self.live: OrderedDict[str, Actor] = OrderedDict()
+        """Live (activating, running or stopping-but-routable) objects, least recent first."""
+        self.closing: dict[str, trio.Event] = {}
+        """Objects no longer routed to whose files are not closed yet: a new activation of the
+        same id waits for its predecessor's ``closed``."""
+        self.accepting = True
+        self.idle_order: OrderedDict[Actor, None] = OrderedDict()
+        """Running objects with nothing to do, the longest idle first."""
+        self.running: OrderedDict[Event, Actor] = OrderedDict()
+        """Events whose handler is running, the oldest first, with their start times."""
+        self._started_at: dict[Event, float] = {}
+        self._timer: trio.CancelScope | None = None
+        self.activations = 0
+        self.evictions = 0
+        self.resets = 0
+        self.overloads = 0
+        # The runtime's wall clock: epoch seconds, advancing with trio's clock.
+        self._wall_start = time.time()
+        self._trio_start = trio.current_time()
+
+    def now(self) -> float:
+        return self._wall_start + (trio.current_time() - self._trio_start)
+
+    def path_of(self, binding: str, object_id: ObjectId) -> Path:
+        return self.data_dir / binding / object_id.hex[:2] / f"{object_id.hex}.sqlite"
+
+    def submit(
+        self, binding: str, cls: type[DurableObject], object_id: ObjectId, event: Event
+    ) -> None:
+        """Queue ``event`` for the object, activating it if it is not live."""
+        if not self.accepting:
+            event.reply.fail(
+                RuntimeClosedError("the runtime is shutting down and admits no more events")
+            )
+            return
+        key = f"{binding}/{object_id.hex}"
+        actor = self.live.get(key)
+        if actor is None:
+            path = self.path_of(binding, object_id)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            actor = Actor(self, binding, cls, object_id, path)
+            self.live[key] = actor
+            self.activations += 1
+            self.nursery.start_soon(actor.run, name=f"dobox object {actor.label}")
+            self._evict_beyond_limit()
+        else:
+            self.live.move_to_end(key)
+        actor.submit(event)
+
+    def _evict_beyond_limit(self) -> None:
+        """Evict least recently used idle objects until at most ``max_live_objects`` are live.
+
+        Busy objects are never evicted, so the limit can be exceeded while every live object
+        is busy; it is restored as they go idle and new objects activate.
+        """
+        while len(self.live) > self.max_live_objects and self.idle_order:
+            actor, _ = self.idle_order.popitem(last=False)
+            log.debug("evicting %s (least recently used)", actor.label)
+            self._evict(actor)
+
+    def _evict(self, actor: Actor) -> None:
+        self.evictions += 1
+        self.retire(actor)
+        actor.stop()
+
+    # -- the timekeeper: idle eviction and event timeouts -----------------------------------
+
+    def busy(self, actor: Actor) -> None:
+        self.idle_order.pop(actor, None)
+
+    def idle(self, actor: Actor) -> None:
+        """``actor`` has nothing to do since ``actor.last_active``."""
+        if actor.state != "running":
+            return
+        self.idle_order[actor] = None
+        self._wake_by(actor.last_active + self.idle_timeout)
+        if len(self.live) > self.max_live_objects:
+            self._evict_beyond_limit()
+
+    def started(self, event: Event, actor: Actor) -> None:
+        self.running[event] = actor
+        self._started_at[event] = start = trio.current_time()
+        self._wake_by(start + self.event_timeout)
+
+    def ended(self, event: Event) -> None:
+        self.running.pop(event, None)
+        self._started_at.pop(event, None)
+
+    def _wake_by(self, deadline: float) -> None:
+        # The timekeeper's deadline may be early (it then just looks and sleeps again) but
+        # never late; moving a cancel scope's deadline costs, so only ever bring it forward.
+        timer = self._timer
+        if timer is not None and deadline < timer.deadline:
+            timer.deadline = deadline
+
+    async def keep_time(self) -> None:
+        """Evict objects idle for ``idle_timeout`` and reset those whose event runs past
+        ``event_timeout``: one task for the whole runtime, instead of a timer per event."""
+        while True:
+            with trio.CancelScope() as timer:
+                self._timer = timer
+                timer.deadline = self._next_deadline()
+                await trio.sleep_forever()
+            self._timer = None
+            now = trio.current_time()
+            while self.running:
+                event, actor = next(iter(self.running.items()))
+                if self._started_at[event] + self.event_timeout > now:
+                    break
+                self.ended(event)
+                actor.timed_out(event)
+            while self.idle_order:
+                actor = next(iter(self.idle_order))
+                if actor.last_active + self.idle_timeout > now:
+                    break
+                del self.idle_order[actor]
+                if actor.idle:
+                    log.debug("evicting %s (idle for %s s)", actor.label, self.idle_timeout)
+                    self._evict(actor)
+
+    def _next_deadline(self) -> float:
+        deadline = math.inf
+        if self.running:
+            deadline = self._started_at[next(iter(self.running))] + self.event_timeout
+        if self.idle_order:
+            oldest = next(iter(self.idle_order))
+            deadline = min(deadline, oldest.last_active + self.idle_timeout)
+        return deadline
+
+    def retire(self, actor: Actor) -> None:
+        """Route no more events to ``actor`` (it is stopping, evicted or reset)."""
+        self.idle_order.pop(actor, None)
+        if self.live.get(actor.key) is actor:
+            del self.live[actor.key]
+            self.closing[actor.key] = actor.closed
+
+    def finished(self, actor: Actor) -> None:
+        """``actor``'s file is closed."""
+        if self.closing.get(actor.key) is actor.closed:
+            del self.closing[actor.key]
+
+    async def drain(self) -> None:
+        """Stop admitting, let every live object finish what it admitted, and wait for their
+        files to close. The caller bounds this with a deadline."""
+        self.accepting = False
+        for actor in list(self.live.values()):
+            self.retire(actor)
+            actor.stop()
+        for closed in list(self.closing.values()):
+            await closed.wait()
+
+    @property
+    def queued_events(self) -> int:
+        return sum(len(actor.events) for actor in self.live.values())
