@@ -65,7 +65,10 @@ class RemoteError(DoboxError):
         return self.message
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (_rebuild, (type(self), self.message, self._flags()))
+        # A class made by remote_error_class() cannot be found by name: rebuild it from there.
+        cls = type(self)
+        mirrored = cls.__name__ == f"Remote{self.type_name}" and cls.__module__ == __name__
+        return (_rebuild, (None if mirrored else cls, self.message, self._flags()))
 
     def _flags(self) -> dict[str, object]:
         return {
@@ -78,7 +81,11 @@ class RemoteError(DoboxError):
         }
 
 
-def _rebuild(cls: type[RemoteError], message: str, flags: dict[str, object]) -> RemoteError:
+def _rebuild(
+    cls: type[RemoteError] | None, message: str, flags: dict[str, object]
+) -> RemoteError:
+    if cls is None:
+        cls = remote_error_class(str(flags["type_name"]))
     return cls(message, **flags)  # type: ignore[arg-type]  # the flags _flags() made
 
 

@@ -330,6 +330,7 @@ class Actor:
         assert storage is not None
         try:
             if storage.has_uncommitted_writes:
+                self.router.commits += 1
                 if storage.durability == "full":
                     await storage.sync()  # the fsync runs in a thread; other objects go on
                 else:

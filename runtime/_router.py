@@ -67,6 +67,7 @@ class Router:
         self.evictions = 0
         self.resets = 0
         self.overloads = 0
+        self.commits = 0
         # The runtime's wall clock: epoch seconds, advancing with trio's clock.
         self._wall_start = time.time()
         self._trio_start = trio.current_time()

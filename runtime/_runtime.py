@@ -48,6 +48,8 @@ class RuntimeStatistics:
     resets: int
     overloads: int
     """Events refused because their object's queue was full."""
+    commits: int
+    """Commits of objects' writes; fewer than write events when turns were coalesced."""
 
 
 class Runtime:
@@ -93,6 +95,7 @@ class Runtime:
             evictions=router.evictions,
             resets=router.resets,
             overloads=router.overloads,
+            commits=router.commits,
         )
 
 

@@ -1,0 +1,57 @@
+"""Objects and helpers shared by the tests (as trio's tutil.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+from actors import DurableObject
+
+
+class Counter(DurableObject):
+    """A counter with the odds and ends the runtime tests poke at."""
+
+    starts = 0
+
+    async def on_start(self) -> None:
+        type(self).starts += 1
+
+    async def increment(self, by: int = 1) -> int:
+        n: int = await self.ctx.storage.get("n", 0) + by
+        await self.ctx.storage.put("n", n)
+        return n
+
+    async def value(self) -> int:
+        n: int = await self.ctx.storage.get("n", 0)
+        return n
+
+    async def echo(self, value: object) -> object:
+        return value
+
+    async def append_inside(self, items: list[object]) -> list[object]:
+        items.append("inside")
+        return items
+
+    async def fail(self, message: str) -> None:
+        raise ValueError(message)
+
+    async def whoami(self) -> str | None:
+        return self.ctx.id.name
+
+    async def relay(self, name: str, method: str, *args: object) -> Any:  # noqa: ANN401
+        stub = self.env.COUNTER.get_by_name(name)
+        return await getattr(stub, method)(*args)
+
+    async def sleep(self, seconds: float) -> float:
+        await trio.sleep(seconds)
+        return trio.current_time()
+
+    async def abort(self) -> None:
+        self.ctx.abort("asked to")
+
+    async def now(self) -> float:
+        return self.ctx.now()
+
+    async def unsendable(self) -> object:
+        return {1, 2}

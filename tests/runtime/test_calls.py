@@ -1,0 +1,180 @@
+"""Stubs and RPC: by-value arguments, errors across the call, ordering, fetch, env."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from actors import DurableObject, InvalidObjectId, RemoteError, UnknownMethodError
+from runtime import open_runtime
+from storage import UnsupportedValueError
+from tests.helpers import Counter
+
+
+async def test_increment_persists_and_is_durable_before_the_reply(tmp_path: Path) -> None:
+    async with open_runtime(tmp_path, objects={"COUNTER": Counter}) as rt:
+        counter = rt.namespace("COUNTER").get_by_name("a")
+        assert await counter.increment(2) == 2
+        # The reply came after the commit: another connection sees the write already.
+        path = next(tmp_path.glob("COUNTER/*/*.sqlite"))
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as reader:
+            (count,) = reader.execute("SELECT count(*) FROM _dobox_kv").fetchone()
+        reader.close()
+        assert count == 1
+    async with open_runtime(tmp_path, objects={"COUNTER": Counter}) as rt:
+        assert await rt.namespace("COUNTER").get_by_name("a").increment() == 3
+
+
+async def test_arguments_and_results_cross_by_value(tmp_path: Path) -> None:
+    async with open_runtime(tmp_path, objects={"COUNTER": Counter}) as rt:
+        counter = rt.namespace("COUNTER").get_by_name("a")
+        mine = ["caller"]
+        theirs = await counter.append_inside(mine)
+        assert mine == ["caller"]
+        assert theirs == ["caller", "inside"]
+        assert await counter.echo((1, b"x", None)) == (1, b"x", None)
+
+
+async def test_unsendable_arguments_fail_at_the_call(tmp_path: Path) -> None:
+    async with open_runtime(tmp_path, objects={"COUNTER": Counter}) as rt:
+        counter = rt.namespace("COUNTER").get_by_name("a")
+        with pytest.raises(UnsupportedValueError, match=r"arguments of echo\(\)"):
+            counter.echo({1, 2})
+        assert rt.statistics().activations == 0
+
+
+async def test_unsendable_result_is_a_remote_type_error(tmp_path: Path) -> None:
+    async with open_runtime(tmp_path, objects={"COUNTER": Counter}) as rt:
+        counter = rt.namespace("COUNTER").get_by_name("a")
+        with pytest.raises(TypeError, match="cannot cross the call") as info:
+            await counter.unsendable()
+        assert isinstance(info.value, RemoteError)
+
+
+async def test_handler_errors_arrive_typed_and_do_not_reset(tmp_path: Path) -> None:
+    async with open_runtime(tmp_path, objects={"COUNTER": Counter}) as rt:
+        counter = rt.namespace("COUNTER").get_by_name("a")
+        await counter.increment()
+        with pytest.raises(ValueError, match="^no good$") as info:
+            await counter.fail("no good")
+        error = info.value
+        assert isinstance(error, RemoteError)
+        assert (error.remote, error.reset, error.overloaded, error.retryable) == (
+            True, False, False, False)
+        assert error.type_name == "ValueError"
+        assert error.object_id == counter.id.hex
+        assert await counter.increment() == 2
+        assert rt.statistics().resets == 0
+        assert Counter.starts >= 1
+
+
+async def test_unknown_and_reserved_methods_are_refused(tmp_path: Path) -> None:
+    async with open_runtime(tmp_path, objects={"COUNTER": Counter}) as rt:
+        counter = rt.namespace("COUNTER").get_by_name("a")
+        for name in ("nope", "on_start", "_private", "ctx"):
+            with pytest.raises(UnknownMethodError, match=f"no RPC method '{name}'"):
+                getattr(counter, name)
+        with pytest.raises(AttributeError):
+            counter.nope  # noqa: B018 - the attribute access itself is the call
+
+
+async def test_calls_through_a_stub_are_delivered_in_the_order_made(tmp_path: Path) -> None:
+    class Log(DurableObject):
+        async def add(self, item: int) -> None:
+            log = await self.ctx.storage.get("log", [])
+            await self.ctx.storage.put("log", [*log, item])
+
+        async def log(self) -> list[int]:
+            return await self.ctx.storage.get("log", [])  # type: ignore[no-any-return]
+
+    async with open_runtime(tmp_path, objects={"LOG": Log}) as rt:
+        stub = rt.namespace("LOG").get_by_name("x")
+        async with trio.open_nursery() as nursery:
+            for item in range(100):
+                # trio may start these tasks in any order; the calls are made here, in order.
+                nursery.start_soon(stub.add, item)
+        assert await stub.log() == list(range(100))
+
+
+async def test_ids_and_namespaces(tmp_path: Path) -> None:
+    class Other(Counter):
+        pass
+
+    async with open_runtime(tmp_path, objects={"COUNTER": Counter, "OTHER": Other}) as rt:
+        counters, others = rt.namespace("COUNTER"), rt.namespace("OTHER")
+        by_name = counters.get_by_name("a")
+        await by_name.increment()
+        same = counters.get(counters.id_from_string(str(by_name.id)))
+        assert await same.value() == 1
+        assert await same.whoami() == "a"  # the object knows its name from its file
+        assert await others.get_by_name("a").value() == 0  # same name, other namespace
+        with pytest.raises(InvalidObjectId, match="not valid for this namespace"):
+            others.get(by_name.id)
+        with pytest.raises(InvalidObjectId, match="64 hex digits"):
+            counters.id_from_string("../../etc/passwd")
+        unique = counters.get(counters.new_unique_id())
+        assert await unique.whoami() is None
+        with pytest.raises(KeyError, match="no namespace 'NOPE'"):
+            rt.namespace("NOPE")
+
+
+async def test_env_holds_namespaces_and_values(tmp_path: Path) -> None:
+    class Reader(DurableObject):
+        async def read(self) -> list[object]:
+            return [self.env.GREETING, self.env["GREETING"], "READER" in self.env,
+                    type(self.env.READER).__name__]
+
+    async with open_runtime(tmp_path, objects={"READER": Reader},
+                            env={"GREETING": "hello"}) as rt:
+        assert await rt.namespace("READER").get_by_name("r").read() == [
+            "hello", "hello", True, "Namespace"]
+
+
+async def test_fetch_in_process(tmp_path: Path) -> None:
+    class Web(DurableObject):
+        async def fetch(self, request: httpx.Request) -> httpx.Response:
+            body = request.read()
+            return httpx.Response(201, headers={"x-path": request.url.path},
+                                  content=body.upper())
+
+    async with open_runtime(tmp_path, objects={"WEB": Web, "COUNTER": Counter}) as rt:
+        stub = rt.namespace("WEB").get_by_name("w")
+        response = await stub.fetch(httpx.Request("POST", "http://do/a/b?x=1", content=b"hi"))
+        assert response.status_code == 201
+        assert response.headers["x-path"] == "/a/b"
+        assert response.read() == b"HI"
+        with pytest.raises(UnknownMethodError, match=r"no fetch\(\) handler"):
+            rt.namespace("COUNTER").get_by_name("c").fetch(httpx.Request("GET", "http://do/"))
+
+
+@pytest.mark.parametrize(
+    ("objects", "error", "message"),
+    [
+        pytest.param({}, ValueError, "at least one binding", id="empty"),
+        pytest.param({"bad name": Counter}, ValueError, "must be a Python identifier",
+                     id="binding"),
+        pytest.param({"../x": Counter}, ValueError, "must be a Python identifier",
+                     id="traversal"),
+        pytest.param({"C": object}, TypeError, "must be a DurableObject subclass",
+                     id="not-an-object"),
+    ],
+)
+async def test_bad_runtime_options(
+    tmp_path: Path, objects: dict[str, type], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        async with open_runtime(tmp_path, objects=objects):
+            pass
+
+
+async def test_bad_numeric_options(tmp_path: Path) -> None:
+    for option, value in [("idle_timeout", 0), ("max_live_objects", 0),
+                          ("max_queued_per_object", 1.5), ("event_timeout", -1),
+                          ("durability", "fast")]:
+        with pytest.raises(ValueError, match=option.split("_")[0]):
+            async with open_runtime(tmp_path, objects={"C": Counter}, **{option: value}):
+                pass
