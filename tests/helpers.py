@@ -39,7 +39,7 @@ class Counter(DurableObject):
     async def whoami(self) -> str | None:
         return self.ctx.id.name
 
-    async def relay(self, name: str, method: str, *args: object) -> Any:  # noqa: ANN401
+    async def relay(self, name: str, method: str, *args: object) -> Any:
         stub = self.env.COUNTER.get_by_name(name)
         return await getattr(stub, method)(*args)
 

@@ -25,7 +25,8 @@ def test_builtin_exceptions_keep_their_type(raised: Exception, builtin: type) ->
     assert isinstance(error, RemoteError)
     assert isinstance(error, builtin)
     assert error.type_name == type(raised).__name__
-    assert error.remote and not error.retryable and not error.overloaded and not error.reset
+    assert (error.remote, error.retryable, error.overloaded, error.reset) == (
+        True, False, False, False)
     assert error.object_id == "ab" * 32
 
 
@@ -46,9 +47,9 @@ def test_application_exceptions_keep_their_name() -> None:
 
 def test_flags_of_overload_and_reset() -> None:
     overloaded = OverloadedError("too many", object_id="x")
-    assert overloaded.overloaded and overloaded.remote and not overloaded.retryable
+    assert (overloaded.overloaded, overloaded.remote, overloaded.retryable) == (True, True, False)
     reset = ObjectResetError("reset", object_id="x")
-    assert reset.reset and reset.retryable and reset.remote
+    assert (reset.reset, reset.retryable, reset.remote) == (True, True, True)
 
 
 @pytest.mark.parametrize("error", [

@@ -20,7 +20,7 @@ async def test_increment_persists_and_is_durable_before_the_reply(tmp_path: Path
         counter = rt.namespace("COUNTER").get_by_name("a")
         assert await counter.increment(2) == 2
         # The reply came after the commit: another connection sees the write already.
-        path = next(tmp_path.glob("COUNTER/*/*.sqlite"))
+        path = next(tmp_path.glob("COUNTER/*/*.sqlite"))  # noqa: ASYNC240 - a test's peek
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as reader:
             (count,) = reader.execute("SELECT count(*) FROM _dobox_kv").fetchone()
         reader.close()
