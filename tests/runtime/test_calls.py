@@ -59,7 +59,7 @@ async def test_handler_errors_arrive_typed_and_do_not_reset(tmp_path: Path) -> N
     async with open_runtime(tmp_path, objects={"COUNTER": Counter}) as rt:
         counter = rt.namespace("COUNTER").get_by_name("a")
         await counter.increment()
-        with pytest.raises(ValueError, match="^no good$") as info:
+        with pytest.raises(ValueError, match=r"^no good$") as info:
             await counter.fail("no good")
         error = info.value
         assert isinstance(error, RemoteError)

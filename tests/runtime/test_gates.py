@@ -208,7 +208,7 @@ async def test_a_failed_commit_fails_the_call_and_resets(tmp_path: Path) -> None
         ledger = rt.namespace("L").get_by_name("l")
         with pytest.raises(ObjectResetError, match="could not be committed") as info:
             await ledger.bad_entry()
-        assert info.value.reset and info.value.retryable
+        assert (info.value.reset, info.value.retryable) == (True, True)
         assert await ledger.entries() == 0
         assert rt.statistics().resets == 1
 
