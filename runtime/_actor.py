@@ -36,7 +36,7 @@ import trio
 
 from actors import DurableObject, Env, ObjectAborted, ObjectContext, ObjectId, OverloadedError
 from actors._errors import ObjectResetError, remote_error_for
-from actors._object import schema_policy
+from actors._object import is_sync_present, schema_policy
 from storage import (
     DoboxError,
     Storage,
@@ -197,7 +197,10 @@ class Actor:
             self.instance = self.cls(ObjectContext(self.id, storage, self), Env(self.router.env))
             await self.instance.on_start()
             if storage.metadata.sync_pending:
-                await self.instance.sync()  # type: ignore[attr-defined]  # sync_pending implies it
+                # Cleared by a schema change: refill from upstream (a class that clears
+                # without a sync() simply starts empty).
+                if is_sync_present(self.cls):
+                    await self.instance.sync()  # type: ignore[attr-defined]  # it has sync()
                 storage.mark_synced()
             await self._commit_writes()
         except (Exception, ObjectAborted) as exc:

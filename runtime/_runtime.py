@@ -134,6 +134,7 @@ async def open_runtime(
     root = Path(data_dir)
     # Inline on purpose: one mkdir at start; a thread would let autojump_clock skip time.
     root.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
+    body_error: BaseException | None = None
     async with trio.open_nursery() as nursery:
         router = Router(
             nursery=nursery,
@@ -152,11 +153,18 @@ async def open_runtime(
         nursery.start_soon(router.keep_time, name="dobox timekeeper")
         try:
             yield runtime
+        except BaseException as exc:
+            # The runtime's own tasks never raise, so the only error here is the body's.
+            # Keep it out of the nursery and raise it as it was, after shutdown, instead of
+            # wrapped in an ExceptionGroup the caller did not ask for.
+            body_error = exc
         finally:
             with trio.CancelScope(shield=True) as grace:
                 grace.deadline = trio.current_time() + shutdown_grace
                 await router.drain()
             nursery.cancel_scope.cancel()
+    if body_error is not None:
+        raise body_error
 
 
 def _check_options(
