@@ -46,9 +46,10 @@ from storage import (
     open_storage,
 )
 
-from ._event import Event
+from ._event import NO_ARGUMENTS, Event
 from ._gate import InputGate
 from ._http import copy_response
+from ._signal import Signal
 
 if TYPE_CHECKING:
     from ._coordinator import Lease
@@ -89,7 +90,7 @@ class Actor:
         self.closed = trio.Event()
         self.last_active = trio.current_time()
         self._to_reply: list[tuple[Event, object]] = []
-        self._wakeup = trio.lowlevel.ParkingLot()
+        self._wakeup = Signal()
         self._driver: trio.lowlevel.Task | None = None
         self._gate_owner: trio.lowlevel.Task | None = None
         self._blocking = 0
@@ -124,7 +125,7 @@ class Actor:
             self.router.busy(self)
         self.events.add(event)
         self.mailbox.append(event)
-        self._wakeup.unpark()
+        self._wakeup.set()
 
     @property
     def idle(self) -> bool:
@@ -139,7 +140,7 @@ class Actor:
         self._stop_requested = True
         if self.state == "running":
             self.state = "stopping"
-            self._wakeup.unpark()
+            self._wakeup.set()
 
     # -- the object's life ----------------------------------------------------------------
 
@@ -244,7 +245,7 @@ class Actor:
                 return
             # Idle eviction and event timeouts are the router's timekeeper's job: a cancel
             # scope per wait here would cost more than the rest of a call.
-            await self._wakeup.park()
+            await self._wakeup.wait()
 
     async def _run(self, event: Event) -> None:
         await self.gate.acquire()
@@ -290,6 +291,8 @@ class Actor:
     async def _dispatch(self, event: Event) -> object:
         instance = self.instance
         if event.kind == "rpc":
+            if event.payload is NO_ARGUMENTS:
+                return await getattr(instance, event.name)()
             call = decode_value(event.payload)  # type: ignore[arg-type]  # rpc payloads are bytes
             assert isinstance(call, tuple), "a stub encodes (args, kwargs)"
             args, kwargs = call
@@ -302,7 +305,7 @@ class Actor:
         if self._to_reply or (storage is not None and storage.has_uncommitted_writes):
             self._to_reply.append((event, outcome))
             if self._driver is not trio.lowlevel.current_task():
-                self._wakeup.unpark()
+                self._wakeup.set()
         else:
             self._deliver(event, outcome)
 
@@ -419,7 +422,7 @@ class Actor:
             if not self.events and not self._background:
                 self.last_active = trio.current_time()
                 self.router.idle(self)
-            self._wakeup.unpark()
+            self._wakeup.set()
 
     def abort(self, reason: str | None) -> NoReturn:
         raise ObjectAborted(reason or "aborted")

@@ -10,11 +10,14 @@ from __future__ import annotations
 import copy
 from typing import Literal
 
-import trio
+from storage import Value, decode_value, encode_value
 
-from storage import Value, decode_value
+from ._signal import Signal
 
 EventKind = Literal["rpc", "fetch"]
+
+NO_ARGUMENTS = encode_value(((), {}))
+"""The payload of a call without arguments (the object skips decoding it)."""
 
 
 class Reply:
@@ -26,7 +29,7 @@ class Reply:
         self._done = False
         self._result: object = None
         self._error: BaseException | None = None
-        self._signal: trio.Event | None = None
+        self._signal = Signal()
 
     @property
     def done(self) -> bool:
@@ -37,24 +40,17 @@ class Reply:
         if not self._done:
             self._done = True
             self._result = result
-            if self._signal is not None:
-                self._signal.set()
+            self._signal.set()
 
     def fail(self, error: BaseException) -> None:
         if not self._done:
             self._done = True
             self._error = error
-            if self._signal is not None:
-                self._signal.set()
+            self._signal.set()
 
     async def wait(self) -> Value:
         """The decoded result; raises the event's error."""
-        if not self._done:
-            if self._signal is None:
-                self._signal = trio.Event()
-            await self._signal.wait()
-        else:
-            await trio.lowlevel.checkpoint()
+        await self._signal.wait()
         if self._error is not None:
             raise _fresh(self._error)
         result = self._result

@@ -22,7 +22,7 @@ from actors._object import rpc_method_names
 from storage import Value, encode_value
 
 from ._actor import current_actor
-from ._event import Event, EventKind
+from ._event import NO_ARGUMENTS, Event, EventKind
 from ._http import copy_request
 
 if TYPE_CHECKING:
@@ -123,7 +123,10 @@ class _Method:
         self._name = name
 
     def __call__(self, *args: object, **kwargs: object) -> Call:
-        payload = encode_value((args, kwargs), name=f"the arguments of {self._name}()")
+        if args or kwargs:
+            payload = encode_value((args, kwargs), name=f"the arguments of {self._name}()")
+        else:
+            payload = NO_ARGUMENTS
         return Call(self._stub, "rpc", self._name, payload)
 
 

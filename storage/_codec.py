@@ -89,6 +89,8 @@ def encode_value(value: object, *, name: str = "value") -> bytes:
         return b"s" + _pack_u32(len(raw)) + raw
     if t is int and _I64_MIN <= value <= _I64_MAX:  # type: ignore[operator]  # t is int
         return b"i" + _pack_i64(value)
+    if value is None:
+        return b"N"
     out = bytearray()
     try:
         _encode(value, out, 0)
@@ -243,6 +245,8 @@ def decode_value(data: bytes) -> object:
         CodecError: (a ``ValueError``) if the bytes are not a whole, valid encoding;
             nothing is ever executed or imported, whatever the bytes hold.
     """
+    if data == b"N":  # None: the result of most calls
+        return None
     if type(data) is not bytes:
         raise CodecError(
             f"stored value is damaged: expected bytes, found {type(data).__name__}"
