@@ -153,7 +153,13 @@ class Actor:
                     nursery.start_soon(self._drive)
         finally:
             if self.storage is not None:
-                self.storage.close()
+                if self.storage.durability == "full":
+                    # Closing checkpoints the WAL and fsyncs: with full durability that runs
+                    # in a thread, as commits do, so evictions do not stall other objects.
+                    with trio.CancelScope(shield=True):
+                        await trio.to_thread.run_sync(self.storage.close)
+                else:
+                    self.storage.close()
             if self._lease is not None:
                 self.router.coordinator.release(self._lease)
             if self.state != "dead":

@@ -50,7 +50,8 @@ class ObjectMetadata:
 
 
 def ensure_engine_tables(db: Database) -> None:
-    """Create the engine's tables in a new file; refuse files from a newer engine."""
+    """Create the engine's tables in a new file (left uncommitted, for the caller to commit
+    with its own first writes); refuse files from a newer engine."""
     existing = set(sqlite_utils.Database(db.conn, recursive_triggers=False,
                                          execute_plugins=False).table_names())
     if existing >= ENGINE_TABLES:
@@ -67,7 +68,6 @@ def ensure_engine_tables(db: Database) -> None:
     db.execute(f"INSERT OR IGNORE INTO {META_TABLE} (key, value) VALUES ('format', ?)",
                (ENGINE_FORMAT,))
     db.mark_written()
-    db.commit()
 
 
 def read_meta(db: Database) -> dict[str, object]:

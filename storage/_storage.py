@@ -69,7 +69,9 @@ def open_storage(
     try:
         ensure_engine_tables(db)
         storage = Storage(db)
-        storage.record_identity(name=name, namespace=namespace, class_name=class_name)
+        # A new file's tables and identity commit together: one commit, not two.
+        storage._write_identity(name=name, namespace=namespace, class_name=class_name)
+        db.commit()
     except BaseException:
         db.close()
         raise
@@ -284,6 +286,13 @@ class Storage:
         class_name: str | None = None,
     ) -> None:
         """Record the object's name, namespace and class (those given), committing them."""
+        self._require_no_pending_writes("record_identity()")
+        self._write_identity(name=name, namespace=namespace, class_name=class_name)
+        self._db.commit()
+
+    def _write_identity(
+        self, *, name: str | None, namespace: str | None, class_name: str | None
+    ) -> None:
         recorded = read_meta(self._db)
         changes: dict[str, object] = {
             key: value
@@ -292,12 +301,8 @@ class Storage:
         }
         if "created_at" not in recorded:
             changes["created_at"] = time.time()
-        if not changes:
-            return
-        self._require_no_pending_writes("record_identity()")
         for key, value in changes.items():
             write_meta(self._db, key, value)
-        self._db.commit()
 
     def apply_schema(
         self,

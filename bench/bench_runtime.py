@@ -1,0 +1,230 @@
+"""Runtime throughput, activation latency and memory, beside floors measured in the same run.
+
+    python bench/bench_runtime.py [--seconds 1.0] [--touch 100000] [--dir bench/.data]
+
+Floors: a bare trio round trip over unbuffered memory channels (one pair of tasks, and 32
+pairs), and a raw ``sqlite3`` single-row commit with ``synchronous=FULL``. Each rate is
+the best of three runs of ``--seconds``. Nothing here is a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import platform
+import shutil
+import sqlite3
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import trio
+
+from actors import DurableObject
+from runtime import open_runtime
+
+CALLERS = 32
+
+
+class Counter(DurableObject):
+    async def noop(self) -> None:
+        return None
+
+    async def increment(self) -> int:
+        n: int = self.ctx.storage.kv.get("n", 0) + 1
+        self.ctx.storage.kv.put("n", n)
+        return n
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+async def best_rate(seconds: float, callers: int, call: object) -> float:
+    """Calls per second with ``callers`` tasks each awaiting ``call()`` in a loop."""
+    best = 0.0
+    for _ in range(3):
+        done = 0
+        deadline = time.perf_counter() + seconds
+
+        async def loop() -> None:
+            nonlocal done
+            while time.perf_counter() < deadline:
+                await call()  # type: ignore[operator]
+                done += 1
+
+        start = time.perf_counter()
+        async with trio.open_nursery() as nursery:
+            for _ in range(callers):
+                nursery.start_soon(loop)
+        best = max(best, done / (time.perf_counter() - start))
+    return best
+
+
+async def channel_floor(seconds: float, pairs: int) -> float:
+    """Round trips per second between ``pairs`` caller/echo task pairs."""
+
+    async def run_pairs() -> float:
+        done = 0
+        deadline = time.perf_counter() + seconds
+
+        async def pair() -> None:
+            nonlocal done
+            to_echo, echo_inbox = trio.open_memory_channel[int](0)
+            to_caller, caller_inbox = trio.open_memory_channel[int](0)
+
+            async def echo() -> None:
+                async for item in echo_inbox:
+                    await to_caller.send(item)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(echo)
+                while time.perf_counter() < deadline:
+                    await to_echo.send(done)
+                    await caller_inbox.receive()
+                    done += 1
+                nursery.cancel_scope.cancel()
+
+        start = time.perf_counter()
+        async with trio.open_nursery() as nursery:
+            for _ in range(pairs):
+                nursery.start_soon(pair)
+        return done / (time.perf_counter() - start)
+
+    return max([await run_pairs() for _ in range(3)])
+
+
+def commit_floor(directory: Path, seconds: float) -> float:
+    conn = sqlite3.connect(directory / "raw.sqlite", isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE kv (key BLOB PRIMARY KEY, value BLOB) WITHOUT ROWID")
+    best = 0.0
+    for _ in range(3):
+        done = 0
+        start = time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            conn.execute("BEGIN")
+            conn.execute("INSERT OR REPLACE INTO kv VALUES (?, ?)", (b"n", done))
+            conn.execute("COMMIT")
+            done += 1
+        best = max(best, done / (time.perf_counter() - start))
+    conn.close()
+    return best
+
+
+async def rpc_rates(directory: Path, seconds: float) -> dict[str, float]:
+    async with open_runtime(directory / "rpc", objects={"C": Counter}) as rt:
+        counter = rt.namespace("C").get_by_name("bench")
+        await counter.noop()
+        return {
+            "noop 1": await best_rate(seconds, 1, counter.noop),
+            f"noop {CALLERS}": await best_rate(seconds, CALLERS, counter.noop),
+            f"increment {CALLERS}": await best_rate(seconds, CALLERS, counter.increment),
+        }
+
+
+async def cold_activation(directory: Path, objects: int = 500) -> tuple[float, float]:
+    """Median and p99 seconds of a first call to an existing object that is not live."""
+    data = directory / "cold"
+    async with open_runtime(data, objects={"C": Counter}) as rt:
+        namespace = rt.namespace("C")
+        for i in range(objects):
+            await namespace.get_by_name(f"o{i}").increment()
+    timings = []
+    async with open_runtime(data, objects={"C": Counter}) as rt:
+        namespace = rt.namespace("C")
+        for i in range(objects):
+            stub = namespace.get_by_name(f"o{i}")
+            start = time.perf_counter()
+            await stub.noop()
+            timings.append(time.perf_counter() - start)
+    timings.sort()
+    return statistics.median(timings), timings[int(len(timings) * 0.99)]
+
+
+async def memory_per_object(directory: Path, objects: int = 2_000) -> float:
+    """RSS growth per live object, for objects that were written once."""
+    async with open_runtime(directory / "memory", objects={"C": Counter},
+                            max_live_objects=objects * 2, durability="normal") as rt:
+        namespace = rt.namespace("C")
+        for i in range(50):  # warm up allocator and caches before the baseline
+            await namespace.get_by_name(f"warm{i}").increment()
+        gc.collect()
+        before = rss_bytes()
+        for i in range(objects):
+            await namespace.get_by_name(f"o{i}").increment()
+        gc.collect()
+        assert rt.statistics().live_objects >= objects
+        return (rss_bytes() - before) / objects
+
+
+async def touch_many(directory: Path, objects: int, limit: int = 1_000) -> list[str]:
+    """Touch ``objects`` objects with ``max_live_objects=limit``; report RSS along the way."""
+    lines = []
+    async with open_runtime(directory / "touch", objects={"C": Counter},
+                            max_live_objects=limit, durability="normal") as rt:
+        namespace = rt.namespace("C")
+        start = time.perf_counter()
+        step = max(objects // 5, 1)
+        for i in range(objects):
+            await namespace.get_by_name(f"o{i}").noop()
+            if (i + 1) % step == 0:
+                stats = rt.statistics()
+                lines.append(
+                    f"  after {i + 1:>7,} objects: RSS {rss_bytes() / 2**20:7.1f} MiB, "
+                    f"live {stats.live_objects:,}, evictions {stats.evictions:,}, "
+                    f"{(i + 1) / (time.perf_counter() - start):,.0f} activations/s"
+                )
+    return lines
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    directory: Path = args.dir
+    print(f"python {platform.python_version()}, sqlite {sqlite3.sqlite_version}, "
+          f"trio {trio.__version__}, {os.cpu_count()} cores, {platform.machine()}")
+    floor_1 = await channel_floor(args.seconds, 1)
+    floor_n = await channel_floor(args.seconds, CALLERS)
+    commit = commit_floor(directory, args.seconds)
+    rates = await rpc_rates(directory, args.seconds)
+    print(f"\n{'measure':<44}{'floor':>12}{'dobox':>12}{'ratio':>9}")
+    rows = [
+        ("no-op RPC, 1 caller (/s)", floor_1, rates["noop 1"]),
+        (f"no-op RPC, {CALLERS} callers (/s)", floor_n, rates[f"noop {CALLERS}"]),
+        (f"durable increments, {CALLERS} callers (/s)", commit,
+         rates[f"increment {CALLERS}"]),
+    ]
+    for label, floor, value in rows:
+        print(f"{label:<44}{floor:>12,.0f}{value:>12,.0f}{value / floor:>8.2f}x")
+    print("  floors: trio memory-channel round trips (1 and 32 pairs); raw sqlite3 "
+          "single-row commit, synchronous=FULL")
+    median, p99 = await cold_activation(directory)
+    print(f"\ncold activation of an existing object + a no-op call: median {median * 1e3:.3f} ms,"
+          f" p99 {p99 * 1e3:.3f} ms")
+    print(f"RSS per live object: {await memory_per_object(directory) / 1024:.1f} KiB")
+    if args.touch:
+        print(f"touching {args.touch:,} objects with max_live_objects=1000:")
+        for line in await touch_many(directory, args.touch):
+            print(line)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=1.0)
+    parser.add_argument("--touch", type=int, default=100_000,
+                        help="objects to touch with max_live_objects=1000 (0 to skip)")
+    parser.add_argument("--dir", type=Path, default=Path(__file__).parent / ".data")
+    args = parser.parse_args()
+    shutil.rmtree(args.dir, ignore_errors=True)
+    args.dir.mkdir(parents=True)
+    try:
+        trio.run(main_async, args)
+    finally:
+        shutil.rmtree(args.dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
