@@ -162,6 +162,31 @@ async def memory_per_object(directory: Path, objects: int = 2_000) -> float:
         return (rss_bytes() - before) / objects
 
 
+def sqlite_connection_floor(directory: Path, connections: int = 1_000) -> float:
+    """RSS per open raw sqlite3 connection to a small WAL file that has read a row: the
+    floor under any live object that keeps its database open."""
+    files = directory / "raw-connections"
+    files.mkdir()
+    for i in range(connections):
+        conn = sqlite3.connect(files / f"{i}.sqlite", isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE kv (key BLOB PRIMARY KEY, value BLOB) WITHOUT ROWID")
+        conn.execute("INSERT INTO kv VALUES (x'6e', x'01')")
+        conn.close()
+    gc.collect()
+    before = rss_bytes()
+    held = []
+    for i in range(connections):
+        conn = sqlite3.connect(files / f"{i}.sqlite", isolation_level=None)
+        conn.execute("SELECT value FROM kv WHERE key = x'6e'").fetchone()
+        held.append(conn)
+    gc.collect()
+    per_connection = (rss_bytes() - before) / connections
+    for conn in held:
+        conn.close()
+    return per_connection
+
+
 async def touch_many(directory: Path, objects: int, limit: int = 1_000) -> list[str]:
     """Touch ``objects`` objects with ``max_live_objects=limit``; report RSS along the way."""
     lines = []
@@ -204,7 +229,10 @@ async def main_async(args: argparse.Namespace) -> None:
     median, p99 = await cold_activation(directory)
     print(f"\ncold activation of an existing object + a no-op call: median {median * 1e3:.3f} ms,"
           f" p99 {p99 * 1e3:.3f} ms")
-    print(f"RSS per live object: {await memory_per_object(directory) / 1024:.1f} KiB")
+    floor = sqlite_connection_floor(directory)
+    per_object = await memory_per_object(directory)
+    print(f"RSS per live object: {per_object / 1024:.1f} KiB "
+          f"(floor: a raw sqlite3 WAL connection that read a row, {floor / 1024:.1f} KiB)")
     if args.touch:
         print(f"touching {args.touch:,} objects with max_live_objects=1000:")
         for line in await touch_many(directory, args.touch):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import trio
 from click.testing import CliRunner
 
-from runtime._cli import main
-from storage import open_storage
+from runtime import open_runtime
+from runtime._cli import ChatRoom, VisitCounter, main
 
 
 def test_demo_remembers_between_runs(tmp_path: Path) -> None:
@@ -19,11 +20,16 @@ def test_demo_remembers_between_runs(tmp_path: Path) -> None:
     assert "visit number 1" in first.output
     assert second.exit_code == 0, second.output
     assert "visit number 2" in second.output
-    assert "visits is still 2" in second.output
-    with open_storage(data / "COUNTER" / "demo.sqlite") as storage:
-        assert storage.kv.get("visits") == 2
-        assert storage.metadata.name == "demo"
-        assert len(storage.sql.exec("SELECT * FROM visits").to_list()) == 2
+    assert "was here on visit 2" in second.output
+    assert "access to _dobox_kv.key is prohibited" in second.output
+
+    async def check() -> None:
+        objects = {"COUNTER": VisitCounter, "ROOM": ChatRoom}
+        async with open_runtime(data, objects=objects) as rt:
+            assert await rt.namespace("COUNTER").get_by_name("demo").visit() == 3
+            assert len(await rt.namespace("ROOM").get_by_name("lobby").latest(100)) == 6
+
+    trio.run(check)
 
 
 def test_every_command_has_help() -> None:
