@@ -10,6 +10,8 @@ the best of three runs of ``--seconds``. Nothing here is a test.
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import gc
 import os
 import platform
@@ -18,6 +20,7 @@ import sqlite3
 import statistics
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 
 import trio
@@ -146,45 +149,62 @@ async def cold_activation(directory: Path, objects: int = 500) -> tuple[float, f
     return statistics.median(timings), timings[int(len(timings) * 0.99)]
 
 
-async def memory_per_object(directory: Path, objects: int = 2_000) -> float:
-    """RSS growth per live object, for objects that were written once."""
-    async with open_runtime(directory / "memory", objects={"C": Counter},
-                            max_live_objects=objects * 2, durability="normal") as rt:
+def _sqlite_memory_used() -> int:
+    """Bytes SQLite's own allocator holds, from the same libsqlite3 the sqlite3 module uses."""
+    library = ctypes.CDLL(ctypes.util.find_library("sqlite3"))
+    library.sqlite3_memory_used.restype = ctypes.c_int64
+    return int(library.sqlite3_memory_used())
+
+
+def _memory_now() -> tuple[int, int, int]:
+    gc.collect()
+    return rss_bytes(), _sqlite_memory_used(), tracemalloc.get_traced_memory()[0]
+
+
+async def _probe_objects(data: Path, count: int, raw: bool) -> str:
+    """In a fresh process: memory per live object (or per raw connection) over existing
+    files. A fresh process, because memory freed earlier would be reused and hide growth."""
+    tracemalloc.start()
+    if raw:
+        paths = sorted(data.glob("C/*/*.sqlite"))[:count]  # noqa: ASYNC240 - a probe
+        before = _memory_now()
+        held = []
+        for path in paths:
+            conn = sqlite3.connect(path, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL").fetchone()
+            conn.execute("SELECT value FROM _dobox_kv LIMIT 1").fetchone()
+            held.append(conn)
+        after = _memory_now()
+    else:
+        async with open_runtime(data, objects={"C": Counter}, max_live_objects=count * 2,
+                                durability="normal") as rt:
+            namespace = rt.namespace("C")
+            before = _memory_now()
+            for i in range(count):
+                await namespace.get_by_name(f"o{i}").increment()
+            after = _memory_now()
+            assert rt.statistics().live_objects == count
+    rss, sqlite_heap, python_heap = (
+        (a - b) / count / 1024 for a, b in zip(after, before, strict=True)
+    )
+    return f"{rss:.1f} {sqlite_heap:.1f} {python_heap:.1f}"
+
+
+async def memory_per_object(directory: Path, count: int = 2_000) -> dict[str, list[float]]:
+    """RSS, SQLite heap and Python heap (KiB) per live object and per raw connection."""
+    data = directory / "memory"
+    async with open_runtime(data, objects={"C": Counter}, durability="normal") as rt:
         namespace = rt.namespace("C")
-        for i in range(50):  # warm up allocator and caches before the baseline
-            await namespace.get_by_name(f"warm{i}").increment()
-        gc.collect()
-        before = rss_bytes()
-        for i in range(objects):
+        for i in range(count):
             await namespace.get_by_name(f"o{i}").increment()
-        gc.collect()
-        assert rt.statistics().live_objects >= objects
-        return (rss_bytes() - before) / objects
-
-
-def sqlite_connection_floor(directory: Path, connections: int = 1_000) -> float:
-    """RSS per open raw sqlite3 connection to a small WAL file that has read a row: the
-    floor under any live object that keeps its database open."""
-    files = directory / "raw-connections"
-    files.mkdir()
-    for i in range(connections):
-        conn = sqlite3.connect(files / f"{i}.sqlite", isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("CREATE TABLE kv (key BLOB PRIMARY KEY, value BLOB) WITHOUT ROWID")
-        conn.execute("INSERT INTO kv VALUES (x'6e', x'01')")
-        conn.close()
-    gc.collect()
-    before = rss_bytes()
-    held = []
-    for i in range(connections):
-        conn = sqlite3.connect(files / f"{i}.sqlite", isolation_level=None)
-        conn.execute("SELECT value FROM kv WHERE key = x'6e'").fetchone()
-        held.append(conn)
-    gc.collect()
-    per_connection = (rss_bytes() - before) / connections
-    for conn in held:
-        conn.close()
-    return per_connection
+    results = {}
+    for label, raw in (("dobox object", False), ("raw connection", True)):
+        probe = await trio.run_process(
+            [sys.executable, __file__, "--probe", str(data), str(count), str(int(raw))],
+            capture_stdout=True,
+        )
+        results[label] = [float(x) for x in probe.stdout.split()]
+    return results
 
 
 async def touch_many(directory: Path, objects: int, limit: int = 1_000) -> list[str]:
@@ -229,10 +249,12 @@ async def main_async(args: argparse.Namespace) -> None:
     median, p99 = await cold_activation(directory)
     print(f"\ncold activation of an existing object + a no-op call: median {median * 1e3:.3f} ms,"
           f" p99 {p99 * 1e3:.3f} ms")
-    floor = sqlite_connection_floor(directory)
-    per_object = await memory_per_object(directory)
-    print(f"RSS per live object: {per_object / 1024:.1f} KiB "
-          f"(floor: a raw sqlite3 WAL connection that read a row, {floor / 1024:.1f} KiB)")
+    memory = await memory_per_object(directory)
+    print(f"\n{'memory per live object (KiB)':<44}{'RSS':>10}{'SQLite':>10}{'Python':>10}")
+    for label, (rss, sqlite_heap, python_heap) in memory.items():
+        print(f"{label:<44}{rss:>10.1f}{sqlite_heap:>10.1f}{python_heap:>10.1f}")
+    print("  (2,000 existing objects opened in a fresh process; raw connection: sqlite3 to "
+          "the same files, one row read)")
     if args.touch:
         print(f"touching {args.touch:,} objects with max_live_objects=1000:")
         for line in await touch_many(directory, args.touch):
@@ -240,6 +262,10 @@ async def main_async(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
+    if len(sys.argv) == 5 and sys.argv[1] == "--probe":
+        print(trio.run(_probe_objects, Path(sys.argv[2]), int(sys.argv[3]),
+                       sys.argv[4] == "1"))
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--touch", type=int, default=100_000,

@@ -9,15 +9,22 @@ from pathlib import Path
 
 import pytest
 
+import actors
+import runtime
 import storage
 
 DOCS = Path(__file__).parent.parent / "docs"
 
 
-def test_every_public_storage_name_is_in_the_reference() -> None:
-    reference = (DOCS / "reference" / "storage.md").read_text()
-    missing = [name for name in storage.__all__ if f"`{name}`" not in reference
-               and not re.search(rf"`[^`]*\b{name}\b[^`]*`", reference)]
+@pytest.mark.parametrize(
+    ("package", "page"),
+    [(storage, "storage.md"), (actors, "actors.md"), (runtime, "runtime.md")],
+    ids=["storage", "actors", "runtime"],
+)
+def test_every_public_name_is_in_its_reference(package: object, page: str) -> None:
+    reference = (DOCS / "reference" / page).read_text()
+    missing = [name for name in package.__all__  # type: ignore[attr-defined]
+               if not re.search(rf"`[^`]*\b{name}\b[^`]*`", reference)]
     assert missing == []
 
 
