@@ -98,6 +98,8 @@ class Actor:
         self._nursery: trio.Nursery | None = None
         self._lease: Lease | None = None
         self._stop_requested = False
+        self._held_calls: list[Callable[[], None]] = []
+        """Calls made by this object while it had uncommitted writes: sent after the commit."""
 
     def __repr__(self) -> str:
         return f"<Actor {self.label} {self.state}>"
@@ -151,6 +153,11 @@ class Actor:
                 self._nursery = nursery
                 if await self._activate():
                     nursery.start_soon(self._drive)
+        except Exception as exc:
+            # Handlers' errors are caught where they run; this is a bug in dobox. Contain
+            # it to this object, so that the runtime and every other object go on.
+            log.exception("internal error in %s", self.label)
+            self.reset(f"dobox failed internally: {exc!r}", cause=exc)
         finally:
             if self.storage is not None:
                 if self.storage.durability == "full":
@@ -210,6 +217,8 @@ class Actor:
                     await self.instance.sync()  # type: ignore[attr-defined]  # it has sync()
                 storage.mark_synced()
             await self._commit_writes()
+            if self.state == "dead":  # the commit failed and reset the object
+                return False
         except (Exception, ObjectAborted) as exc:
             self.reset(f"starting it raised {type(exc).__name__}: {exc}", cause=exc)
             return False
@@ -352,8 +361,20 @@ class Actor:
             return
         for event, outcome in batch:
             self._deliver(event, outcome)
+        held, self._held_calls = self._held_calls, []
+        for send in held:
+            send()  # calls made while those writes were uncommitted may leave now
 
     # -- calls to other objects -------------------------------------------------------------
+
+    def hold_call(self, send: Callable[[], None]) -> bool:
+        """Hold an outgoing call until this object's writes are durable; False if there is
+        nothing to wait for (then the caller sends it at once)."""
+        storage = self.storage
+        if storage is None or not storage.has_uncommitted_writes or self.state == "dead":
+            return False
+        self._held_calls.append(send)
+        return True
 
     def holds_gate(self) -> bool:
         return self.gate.held and self._gate_owner is trio.lowlevel.current_task()
@@ -364,6 +385,10 @@ class Actor:
             return await send()
         if self._to_reply or (self.storage is not None and self.storage.has_uncommitted_writes):
             await self._commit_writes()  # nothing leaves before the writes are durable
+            if self.state == "dead":
+                # The commit failed and reset the object: the call must not leave. The
+                # object's tasks are cancelled; this checkpoint delivers it.
+                await trio.lowlevel.checkpoint()
         if self._driver is trio.lowlevel.current_task() and self._nursery is not None:
             self._driver = None
             self._nursery.start_soon(self._drive)
@@ -463,4 +488,5 @@ class Actor:
         self.events.clear()
         self.mailbox.clear()
         self._to_reply.clear()
+        self._held_calls.clear()  # their writes were not committed: they never leave
 

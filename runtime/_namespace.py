@@ -3,9 +3,9 @@
 A stub call queues its event in the object's mailbox at the moment the call is *made*
 (``stub.method(...)`` returns an awaitable :class:`Call` after queueing), so calls are
 delivered in the order they are made, as through a Durable Objects stub. Awaiting the call
-waits for the reply. A call made by an object that has uncommitted writes is queued when it
-is awaited instead, after those writes are durable: nothing leaves an object before its
-writes are on disk.
+waits for the reply. A call made by an object that has uncommitted writes is held until
+those writes are durable (its object's next commit, or its own await, whichever comes
+first): nothing leaves an object before its writes are on disk.
 """
 
 from __future__ import annotations
@@ -144,11 +144,10 @@ class Call(Coroutine[object, object, Value]):
         self._stub = stub
         self._event = Event(kind, name, payload)
         self._coroutine: Coroutine[object, object, Value] | None = None
+        self._queued = False
         caller = current_actor.get()
-        storage = None if caller is None else caller.storage
-        self._queued = storage is None or not storage.has_uncommitted_writes
-        if self._queued:
-            stub._namespace._submit(stub.id, self._event)
+        if caller is None or not caller.hold_call(self._queue):
+            self._queue()
 
     def _inner(self) -> Coroutine[object, object, Value]:
         if self._coroutine is None:
@@ -181,9 +180,12 @@ class Call(Coroutine[object, object, Value]):
             return await self._send()
         return await caller.call_out(self._send)
 
-    async def _send(self) -> Value:
+    def _queue(self) -> None:
         if not self._queued:
             self._queued = True
             self._stub._namespace._submit(self._stub.id, self._event)
+
+    async def _send(self) -> Value:
+        self._queue()
         return await self._event.reply.wait()
 

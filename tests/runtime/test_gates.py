@@ -231,3 +231,42 @@ async def test_writes_then_outbound_call_are_durable_first(tmp_path: Path) -> No
         # A committed before its call left (the output gate), then answered with nothing
         # new to commit.
         assert rt.statistics().commits == commits_before + 1
+
+
+class Recorder(DurableObject):
+    async def record(self, item: str) -> None:
+        log = await self.ctx.storage.get("log", [])
+        await self.ctx.storage.put("log", [*log, item])
+
+    async def log(self) -> list[str]:
+        return await self.ctx.storage.get("log", [])  # type: ignore[no-any-return]
+
+
+class Sender(DurableObject):
+    async def on_start(self) -> None:
+        self.ctx.storage.sql.exec(
+            "CREATE TABLE IF NOT EXISTS parent (id INTEGER PRIMARY KEY);"
+            "CREATE TABLE IF NOT EXISTS child (parent INTEGER REFERENCES parent(id))"
+        )
+
+    async def write_and_notify(self, commit_fails: bool) -> None:
+        if commit_fails:
+            self.ctx.storage.sql.exec("PRAGMA defer_foreign_keys = ON")
+            self.ctx.storage.sql.exec("INSERT INTO child VALUES (7)")
+        else:
+            await self.ctx.storage.put("x", 1)
+        # Not awaited: the call still goes, but only once the writes above are durable.
+        self.env.RECORDER.get_by_name("r").record("notified")
+
+
+async def test_a_call_made_after_writes_leaves_after_their_commit(tmp_path: Path) -> None:
+    async with open_runtime(tmp_path, objects={"SENDER": Sender, "RECORDER": Recorder},
+                            durability="normal") as rt:
+        sender = rt.namespace("SENDER").get_by_name("s")
+        recorder = rt.namespace("RECORDER").get_by_name("r")
+        await sender.write_and_notify(False)
+        assert await recorder.log() == ["notified"]
+        with pytest.raises(ObjectResetError, match="could not be committed"):
+            await sender.write_and_notify(True)
+        await trio.testing.wait_all_tasks_blocked()
+        assert await recorder.log() == ["notified"]  # the failed turn's call never left
