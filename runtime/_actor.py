@@ -322,6 +322,12 @@ class Actor:
             if self._driver is not trio.lowlevel.current_task():
                 self._wakeup.set()
         else:
+            if storage is not None and storage.in_implicit_transaction:
+                try:
+                    storage.commit()  # a turn that only read: end its snapshot (no fsync)
+                except DoboxError as exc:
+                    self.reset(f"ending a read transaction failed: {exc}", cause=exc)
+                    return
             self._deliver(event, outcome)
 
     def _deliver(self, event: Event, outcome: object) -> None:
@@ -366,6 +372,32 @@ class Actor:
             send()  # calls made while those writes were uncommitted may leave now
 
     # -- calls to other objects -------------------------------------------------------------
+
+    def suspend_connection(self) -> None:
+        """Close the SQLite connection of this idle object (its instance stays live, its
+        file stays locked); the next event reconnects. Called by the router's timekeeper."""
+        storage = self.storage
+        if storage is None or storage.suspended or self.events or not storage.can_suspend:
+            return
+        if storage.durability == "full":
+            # Closing may checkpoint and fsync: in a thread, holding the gate so that an
+            # event arriving meanwhile waits for it.
+            if self._nursery is not None:
+                self._nursery.start_soon(self._suspend_in_thread, storage)
+        elif self.gate.try_acquire():
+            try:
+                storage.suspend()
+            finally:
+                self.gate.release()
+
+    async def _suspend_in_thread(self, storage: Storage) -> None:
+        await self.gate.acquire()
+        self._gate_owner = trio.lowlevel.current_task()
+        try:
+            if not storage.suspended and storage.can_suspend and not self.events:
+                await trio.to_thread.run_sync(storage.suspend)
+        finally:
+            self._release_gate()
 
     def hold_call(self, send: Callable[[], None]) -> bool:
         """Hold an outgoing call until this object's writes are durable; False if there is

@@ -38,6 +38,7 @@ class Router:
         env: dict[str, object],
         durability: Durability,
         idle_timeout: float,
+        idle_connection_timeout: float | None,
         max_live_objects: int,
         max_queued_per_object: int,
         event_timeout: float | None,
@@ -48,6 +49,9 @@ class Router:
         self.env = env
         self.durability: Durability = durability
         self.idle_timeout = idle_timeout
+        self.idle_connection_timeout = (
+            math.inf if idle_connection_timeout is None else idle_connection_timeout
+        )
         self.max_live_objects = max_live_objects
         self.max_queued_per_object = max_queued_per_object
         self.event_timeout = math.inf if event_timeout is None else event_timeout
@@ -59,6 +63,8 @@ class Router:
         self.accepting = True
         self.idle_order: OrderedDict[Actor, None] = OrderedDict()
         """Running objects with nothing to do, the longest idle first."""
+        self.connected_idle: OrderedDict[Actor, None] = OrderedDict()
+        """Idle objects whose SQLite connection is still open, the longest idle first."""
         self.running: OrderedDict[Event, Actor] = OrderedDict()
         """Events whose handler is running, the oldest first, with their start times."""
         self._started_at: dict[Event, float] = {}
@@ -121,6 +127,7 @@ class Router:
 
     def busy(self, actor: Actor) -> None:
         self.idle_order.pop(actor, None)
+        self.connected_idle.pop(actor, None)
 
     def idle(self, actor: Actor) -> None:
         """``actor`` has nothing to do since ``actor.last_active``."""
@@ -128,6 +135,9 @@ class Router:
             return
         self.idle_order[actor] = None
         self._wake_by(actor.last_active + self.idle_timeout)
+        if actor.storage is not None and not actor.storage.suspended:
+            self.connected_idle[actor] = None
+            self._wake_by(actor.last_active + self.idle_connection_timeout)
         if len(self.live) > self.max_live_objects:
             self._evict_beyond_limit()
 
@@ -171,6 +181,12 @@ class Router:
                 if actor.idle:
                     log.debug("evicting %s (idle for %s s)", actor.label, self.idle_timeout)
                     self._evict(actor)
+            while self.connected_idle:
+                actor = next(iter(self.connected_idle))
+                if actor.last_active + self.idle_connection_timeout > now:
+                    break
+                del self.connected_idle[actor]
+                actor.suspend_connection()
 
     def _next_deadline(self) -> float:
         deadline = math.inf
@@ -179,11 +195,15 @@ class Router:
         if self.idle_order:
             oldest = next(iter(self.idle_order))
             deadline = min(deadline, oldest.last_active + self.idle_timeout)
+        if self.connected_idle:
+            oldest = next(iter(self.connected_idle))
+            deadline = min(deadline, oldest.last_active + self.idle_connection_timeout)
         return deadline
 
     def retire(self, actor: Actor) -> None:
         """Route no more events to ``actor`` (it is stopping, evicted or reset)."""
         self.idle_order.pop(actor, None)
+        self.connected_idle.pop(actor, None)
         if self.live.get(actor.key) is actor:
             del self.live[actor.key]
             self.closing[actor.key] = actor.closed
@@ -202,6 +222,14 @@ class Router:
             actor.stop()
         for closed in list(self.closing.values()):
             await closed.wait()
+
+    @property
+    def open_connections(self) -> int:
+        return sum(
+            1 for actor in self.live.values()
+            if actor.storage is not None and not actor.storage.suspended
+            and not actor.storage.closed
+        )
 
     @property
     def queued_events(self) -> int:

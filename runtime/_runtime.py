@@ -40,6 +40,8 @@ class RuntimeStatistics:
 
     live_objects: int
     """Objects activating, running, or stopping with work left."""
+    open_connections: int
+    """Live objects holding their SQLite connection open (idle ones let it go)."""
     queued_events: int
     """Events admitted and not yet answered, over all live objects."""
     activations: int
@@ -90,6 +92,7 @@ class Runtime:
         router = self._router
         return RuntimeStatistics(
             live_objects=len(router.live),
+            open_connections=router.open_connections,
             queued_events=router.queued_events,
             activations=router.activations,
             evictions=router.evictions,
@@ -107,6 +110,7 @@ async def open_runtime(
     env: Mapping[str, object] | None = None,
     durability: Durability = "full",
     idle_timeout: float = 70.0,
+    idle_connection_timeout: float | None = 10.0,
     max_live_objects: int = 1_000,
     max_queued_per_object: int = 1_000,
     event_timeout: float | None = 30.0,
@@ -119,6 +123,9 @@ async def open_runtime(
     - ``durability``: ``"full"`` (fsync every commit), ``"normal"`` or ``"off"``.
     - ``idle_timeout``: seconds without events after which an object is evicted (its
       state stays on disk; the next event rehydrates it).
+    - ``idle_connection_timeout``: seconds without events after which a live object closes
+      its SQLite connection (about 100 KiB of page cache) while keeping its instance and its
+      file lock; the next event reconnects (``None``: never).
     - ``max_live_objects``: least recently used idle objects are evicted beyond this.
     - ``max_queued_per_object``: events admitted and unanswered per object before further
       events fail at once with ``OverloadedError``.
@@ -129,8 +136,8 @@ async def open_runtime(
     Raises:
         ValueError, TypeError: for bad bindings, classes or options.
     """
-    _check_options(objects, idle_timeout, max_live_objects, max_queued_per_object,
-                   event_timeout, shutdown_grace, durability)
+    _check_options(objects, idle_timeout, idle_connection_timeout, max_live_objects,
+                   max_queued_per_object, event_timeout, shutdown_grace, durability)
     root = Path(data_dir)
     # Inline on purpose: one mkdir at start; a thread would let autojump_clock skip time.
     root.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
@@ -143,6 +150,7 @@ async def open_runtime(
             env={},
             durability=durability,
             idle_timeout=idle_timeout,
+            idle_connection_timeout=idle_connection_timeout,
             max_live_objects=max_live_objects,
             max_queued_per_object=max_queued_per_object,
             event_timeout=event_timeout,
@@ -170,6 +178,7 @@ async def open_runtime(
 def _check_options(
     objects: Mapping[str, type[DurableObject]],
     idle_timeout: float,
+    idle_connection_timeout: float | None,
     max_live_objects: int,
     max_queued_per_object: int,
     event_timeout: float | None,
@@ -189,6 +198,10 @@ def _check_options(
     for name, value in (("idle_timeout", idle_timeout), ("shutdown_grace", shutdown_grace)):
         if not value > 0:
             raise ValueError(f"{name} must be positive, not {value!r}")
+    if idle_connection_timeout is not None and not idle_connection_timeout > 0:
+        raise ValueError(
+            f"idle_connection_timeout must be positive or None, not {idle_connection_timeout!r}"
+        )
     if event_timeout is not None and not event_timeout > 0:
         raise ValueError(f"event_timeout must be positive or None, not {event_timeout!r}")
     for name, count in (("max_live_objects", max_live_objects),

@@ -101,7 +101,10 @@ class Database:
     _committing: bool = False
     closed: bool = False
     usable: bool = True
-    """Neither closed nor committing in a worker thread: the hot paths check only this."""
+    """Open, connected, and not committing in a worker thread: the hot paths check only
+    this, and call :meth:`check_usable` when it is false."""
+    suspended: bool = False
+    """The SQLite connection is closed to save memory; the next use reopens it."""
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, durability: Durability = "full") -> Database:
@@ -120,18 +123,11 @@ class Database:
         fspath = os.fspath(path)
         lock = acquire_file_lock(fspath)
         try:
-            conn = sqlite3.connect(
-                fspath,
-                isolation_level=None,
-                check_same_thread=False,
-                cached_statements=256,
-                timeout=BUSY_TIMEOUT,
-            )
-        except sqlite3.Error as exc:
+            conn = _connect(fspath)
+        except BaseException:
             lock.release()
-            raise StorageError(f"cannot open {fspath}: {exc}") from exc
-        authorizer = Authorizer()
-        db = cls(fspath, conn, durability, authorizer, lock)
+            raise
+        db = cls(fspath, conn, durability, Authorizer(), lock)
         try:
             db._configure()
         except BaseException:
@@ -198,7 +194,8 @@ class Database:
     # -- the implicit transaction ---------------------------------------------------------
 
     def check_usable(self) -> None:
-        """Raise if the storage is closed, or is committing in a worker thread."""
+        """Raise if the storage is closed or committing in a worker thread; reconnect if it
+        was suspended."""
         if self.closed:
             raise StorageClosedError(f"the storage of {self.path} was closed; open it again")
         if self._committing:
@@ -206,6 +203,36 @@ class Database:
                 "the storage is committing in a worker thread; wait for sync() to return "
                 "before using it again"
             )
+        if self.suspended:
+            self.conn = _connect(self.path)
+            self.suspended = False
+            self.usable = True
+            try:
+                self._configure()
+            except BaseException:
+                self.close()
+                raise
+
+    @property
+    def can_suspend(self) -> bool:
+        """Whether the connection can close now with nothing lost (nothing uncommitted)."""
+        return (
+            self.usable and not self._written and self._aborted_by is None and not self.depth
+            and not self.conn.in_transaction
+        )
+
+    def suspend(self) -> None:
+        """Close the SQLite connection, keeping the file lock, to free its memory (about
+        100 KiB of page cache); the next use reconnects. Blocking: it may checkpoint.
+
+        Raises:
+            TransactionError: something is uncommitted (see :attr:`can_suspend`).
+        """
+        if not self.can_suspend:
+            raise TransactionError("cannot suspend a storage with uncommitted work")
+        self.usable = False
+        self.suspended = True
+        self.conn.close()
 
     def begin(self) -> None:
         """Begin the implicit transaction unless one is open."""
@@ -214,6 +241,11 @@ class Database:
 
     def mark_written(self) -> None:
         self._written = True
+
+    @property
+    def in_transaction(self) -> bool:
+        """Whether the implicit transaction is open (even if it only read)."""
+        return not self.suspended and self.conn.in_transaction
 
     @property
     def has_uncommitted_writes(self) -> bool:
@@ -236,6 +268,8 @@ class Database:
         """
         if self.closed:
             raise StorageClosedError(f"the storage of {self.path} was closed; open it again")
+        if self.suspended:
+            return  # nothing can be uncommitted
         if self.depth:
             raise TransactionError(
                 "cannot commit while transaction() or transaction_sync() is running"
@@ -280,6 +314,8 @@ class Database:
 
     def rollback(self) -> None:
         """Discard everything uncommitted, open savepoints included."""
+        if self.suspended and not self.closed:
+            return  # nothing can be uncommitted
         self.check_usable()
         self._aborted_by = None
         self._discard()
@@ -327,10 +363,24 @@ class Database:
         self.closed = True
         self.usable = False
         try:
-            self._discard()
-            self.conn.close()
+            if not self.suspended:
+                self._discard()
+                self.conn.close()
         finally:
             self._lock.release()
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    try:
+        return sqlite3.connect(
+            path,
+            isolation_level=None,  # dobox, not the sqlite3 module, begins and ends transactions
+            check_same_thread=False,  # commits may run in a worker thread, one owner at a time
+            cached_statements=256,
+            timeout=BUSY_TIMEOUT,
+        )
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot open {path}: {exc}") from exc
 
 
 def _critical_error(path: str, primary: int | None, detail: str) -> StorageError:

@@ -348,6 +348,12 @@ class Storage:
         """Whether a ``transaction``/``transaction_sync`` is running."""
         return self._db.depth > 0
 
+    @property
+    def in_implicit_transaction(self) -> bool:
+        """Whether the implicit transaction is open, even if it only read (object SQL opens
+        it). :meth:`commit` ends it cheaply when nothing was written."""
+        return self._db.in_transaction
+
     def commit(self) -> None:
         """Commit the implicit transaction now, in this thread (it may fsync).
 
@@ -363,6 +369,25 @@ class Storage:
     def rollback(self) -> None:
         """Discard every uncommitted write (what the runtime does when it resets an object)."""
         self._db.rollback()
+
+    @property
+    def can_suspend(self) -> bool:
+        """Whether :meth:`suspend` may run now: nothing uncommitted, no transaction."""
+        return self._db.can_suspend
+
+    @property
+    def suspended(self) -> bool:
+        return self._db.suspended
+
+    def suspend(self) -> None:
+        """Close the SQLite connection but keep the file locked, freeing the connection's
+        memory (mostly SQLite's page cache, about 100 KiB); any later use reconnects
+        transparently. The runtime suspends objects that are idle but still live.
+
+        Raises:
+            TransactionError: writes are uncommitted or a transaction is open.
+        """
+        self._db.suspend()
 
     @property
     def closed(self) -> bool:

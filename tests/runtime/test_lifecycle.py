@@ -263,3 +263,37 @@ async def test_calls_after_close_are_refused(tmp_path: Path) -> None:
         await counter.increment()
     with pytest.raises(RuntimeClosedError, match="shutting down"):
         await counter.increment()
+
+
+async def test_idle_live_objects_let_their_connection_go(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    Counter.starts = 0
+    async with open_runtime(tmp_path, objects={"COUNTER": Counter}, idle_timeout=60,
+                            idle_connection_timeout=10, **FAST) as rt:
+        counter = rt.namespace("COUNTER").get_by_name("a")
+        await counter.increment()
+        await trio.sleep_until(9.999)
+        assert rt.statistics().open_connections == 1
+        await trio.sleep_until(10)
+        await trio.testing.wait_all_tasks_blocked()
+        stats = rt.statistics()
+        assert (stats.live_objects, stats.open_connections) == (1, 0)
+        # The instance is still live: the next call reconnects, without a new activation.
+        assert await counter.increment() == 2
+        stats = rt.statistics()
+        assert (stats.open_connections, stats.activations, Counter.starts) == (1, 1, 1)
+
+
+async def test_connections_are_let_go_in_a_thread_with_full_durability(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with open_runtime(tmp_path, objects={"COUNTER": Counter},
+                            idle_connection_timeout=10) as rt:
+        counter = rt.namespace("COUNTER").get_by_name("a")
+        await counter.increment()
+        # The close runs in a worker thread, which MockClock cannot see: poll on virtual time.
+        while rt.statistics().open_connections:  # noqa: ASYNC110 - a thread, not a task
+            await trio.sleep(1)
+        assert trio.current_time() >= 10
+        assert await counter.increment() == 2

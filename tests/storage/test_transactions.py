@@ -15,6 +15,8 @@ import trio.testing
 from storage import (
     MAX_TRANSACTION_DEPTH,
     ConstraintError,
+    ForbiddenSqlError,
+    ObjectLockedError,
     Storage,
     StorageClosedError,
     TransactionError,
@@ -353,3 +355,47 @@ def test_alarm_survives_reopen_and_rolls_back_with_a_transaction(db_path: Path) 
     with open_storage(db_path) as storage:
         assert storage.get_alarm_sync() == 50
         assert storage.metadata.alarm == 50
+
+
+# -- suspending the connection -------------------------------------------------------------
+
+
+def test_suspend_frees_the_connection_and_the_next_use_reconnects(
+    store: Storage, db_path: Path
+) -> None:
+    store.kv.put("a", 1)
+    store.sql.exec("CREATE TABLE t (x)")
+    with pytest.raises(TransactionError, match="uncommitted"):
+        store.suspend()
+    store.commit()
+    assert store.can_suspend
+    store.suspend()
+    assert store.suspended
+    assert not store.has_uncommitted_writes
+    store.commit()  # nothing to do, and no reconnect needed
+    store.rollback()
+    assert store.suspended
+    assert store.kv.get("a") == 1  # reconnects
+    assert not store.suspended
+    with pytest.raises(ForbiddenSqlError):  # the authorizer is back on the new connection
+        store.sql.exec("SELECT * FROM _dobox_kv")
+    assert not store.can_suspend  # object SQL opened a (read) transaction
+    store.commit()
+    store.suspend()
+    # Still locked while suspended: the file has one owner throughout.
+    with pytest.raises(ObjectLockedError):
+        open_storage(db_path)
+    store.close()
+    open_storage(db_path).close()
+
+
+async def test_sync_and_transactions_reconnect_a_suspended_storage(store: Storage) -> None:
+    store.suspend()
+
+    async def body() -> None:
+        await store.put("b", 2)
+
+    await store.transaction(body)
+    await store.sync()
+    store.suspend()
+    assert store.transaction_sync(lambda: store.kv.get("b")) == 2
