@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
@@ -55,3 +56,21 @@ class Counter(DurableObject):
 
     async def unsendable(self) -> object:
         return {1, 2}
+
+
+async def concurrent_outcomes(
+    count: int, make_call: Callable[[], Awaitable[object]]
+) -> list[object]:
+    """Make ``count`` calls at once; each outcome is its result or the exception it raised."""
+    outcomes: list[object] = []
+
+    async def one() -> None:
+        try:
+            outcomes.append(await make_call())
+        except Exception as exc:
+            outcomes.append(exc)
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(count):
+            nursery.start_soon(one)
+    return outcomes

@@ -10,7 +10,7 @@ import trio.testing
 
 from actors import DurableObject, ObjectResetError, OverloadedError, RuntimeClosedError
 from runtime import open_runtime
-from tests.helpers import Counter
+from tests.helpers import Counter, concurrent_outcomes
 
 # Inline commits: worker threads are invisible to MockClock (see docs/how-to/testing).
 FAST = {"durability": "normal"}
@@ -85,18 +85,9 @@ async def test_failing_on_start_resets_and_the_next_call_recovers(tmp_path: Path
 
     async with open_runtime(tmp_path, objects={"F": Flaky}, **FAST) as rt:
         stub = rt.namespace("F").get_by_name("f")
-        errors: list[BaseException] = []
-
-        async def call() -> None:
-            try:
-                await stub.hello()
-            except ObjectResetError as exc:
-                errors.append(exc)
-
-        async with trio.open_nursery() as nursery:
-            for _ in range(3):
-                nursery.start_soon(call)
-        assert len(errors) == 3  # every call queued behind the failed start fails alike
+        errors = await concurrent_outcomes(3, stub.hello)
+        # Every call queued behind the failed start fails alike.
+        assert all(isinstance(e, ObjectResetError) for e in errors)
         assert all("ConnectionError: upstream not ready" in str(e) for e in errors)
         assert all(isinstance(e.__cause__, ConnectionError) for e in errors)
         assert await stub.hello() == "hello"

@@ -24,7 +24,12 @@ async def test_a_second_process_gets_object_locked_error(tmp_path: Path) -> None
     try:
         assert holder.stdout is not None
         assert holder.stdin is not None
-        assert await holder.stdout.receive_some() == b"ready\n"
+        received = b""
+        while not received.endswith(b"\n"):  # a pipe may deliver the line in pieces
+            chunk = await holder.stdout.receive_some()
+            assert chunk, "the holder exited before it was ready"
+            received += chunk
+        assert received == b"ready\n"
         async with open_runtime(tmp_path, objects={"COUNTER": Counter}) as rt:
             namespace = rt.namespace("COUNTER")
             with pytest.raises(ObjectLockedError, match="held by another process"):

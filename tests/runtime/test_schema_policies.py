@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-import trio
 
 from actors import DurableObject, ObjectResetError
 from runtime import open_runtime
 from storage import Migration, MigrationError, SchemaMismatchError, Storage
+from tests.helpers import concurrent_outcomes
 
 FAST = {"durability": "normal"}
 
@@ -70,19 +70,9 @@ async def notes_v1(tmp_path: Path) -> Path:
 async def test_sync_absent_throws_and_keeps_the_data(notes_v1: Path) -> None:
     async with open_runtime(notes_v1, objects={"NOTES": NotesV2}, **FAST) as rt:
         stub = rt.namespace("NOTES").get_by_name("n")
-        errors: list[SchemaMismatchError] = []
-
-        async def call() -> None:
-            try:
-                await stub.notes()
-            except SchemaMismatchError as exc:
-                errors.append(exc)
-
-        async with trio.open_nursery() as nursery:
-            for _ in range(5):
-                nursery.start_soon(call)
-        assert len(errors) == 5
+        errors = await concurrent_outcomes(5, stub.notes)
         for error in errors:
+            assert isinstance(error, SchemaMismatchError)
             assert "stores schema version 1 but its class declares 2" in str(error)
             assert (error.stored, error.declared) == (1, 2)
         with pytest.raises(SchemaMismatchError):  # and again on the next call
@@ -144,16 +134,9 @@ async def test_sync_present_clears_and_resyncs(tmp_path: Path) -> None:
     assert Upstream.syncs == 0  # a first start is not a mismatch
     async with open_runtime(tmp_path, objects={"CACHE": CacheV2}, **FAST) as rt:
         stub = rt.namespace("CACHE").get_by_name("c")
-        seen: list[object] = []
-        async with trio.open_nursery() as nursery:
-            for _ in range(5):  # all queued while the reset runs: none sees a half state
-                nursery.start_soon(lambda: _append(seen, stub.notes()))
-        assert seen == [["from upstream"]] * 5
+        # All queued while the reset runs: none sees a half-reset state.
+        assert await concurrent_outcomes(5, stub.notes) == [["from upstream"]] * 5
     assert Upstream.syncs == 1
-
-
-async def _append(into: list[object], call: object) -> None:
-    into.append(await call)  # type: ignore[misc]
 
 
 async def test_a_failing_sync_fails_everyone_and_is_retried(tmp_path: Path) -> None:
@@ -163,18 +146,8 @@ async def test_a_failing_sync_fails_everyone_and_is_retried(tmp_path: Path) -> N
     Upstream.fail_next_syncs = 1
     async with open_runtime(tmp_path, objects={"CACHE": CacheV2}, **FAST) as rt:
         stub = rt.namespace("CACHE").get_by_name("c")
-        failures: list[BaseException] = []
-
-        async def call() -> None:
-            try:
-                await stub.notes()
-            except ObjectResetError as exc:
-                failures.append(exc)
-
-        async with trio.open_nursery() as nursery:
-            for _ in range(3):
-                nursery.start_soon(call)
-        assert len(failures) == 3
+        failures = await concurrent_outcomes(3, stub.notes)
+        assert all(isinstance(f, ObjectResetError) for f in failures)
         assert all("upstream unreachable" in str(f) for f in failures)
         assert await stub.notes() == ["from upstream"]  # the next call synced again
     assert Upstream.syncs == 2
