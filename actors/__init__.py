@@ -1,6 +1,7 @@
 """The programming model: ``DurableObject``, ``ObjectContext``, ``ObjectId``, ``Env`` and the
 errors callers of objects see."""
 
+from ._alarm_info import AlarmInfo as AlarmInfo
 from ._errors import InvalidObjectId as InvalidObjectId
 from ._errors import ObjectAborted as ObjectAborted
 from ._errors import ObjectResetError as ObjectResetError
@@ -17,6 +18,7 @@ from ._object import ObjectHost as ObjectHost
 
 __all__ = [
     "HANDLER_NAMES",
+    "AlarmInfo",
     "DurableObject",
     "Env",
     "InvalidObjectId",

@@ -34,7 +34,15 @@ from typing import TYPE_CHECKING, Literal, NoReturn, TypeVar
 
 import trio
 
-from actors import DurableObject, Env, ObjectAborted, ObjectContext, ObjectId, OverloadedError
+from actors import (
+    AlarmInfo,
+    DurableObject,
+    Env,
+    ObjectAborted,
+    ObjectContext,
+    ObjectId,
+    OverloadedError,
+)
 from actors._errors import ObjectResetError, remote_error_for
 from actors._object import is_sync_present, schema_policy
 from storage import (
@@ -46,6 +54,7 @@ from storage import (
     open_storage,
 )
 
+from ._alarms import ALARM_MAX_RETRIES, retry_delay
 from ._event import NO_ARGUMENTS, Event
 from ._gate import InputGate
 from ._http import copy_response
@@ -200,8 +209,13 @@ class Actor:
         except DoboxError as exc:
             self._die_activating(exc)
             return False
-        if self.id.name is None and storage.metadata.name is not None:
-            self.id = ObjectId(self.id.hex, storage.metadata.name)
+        metadata = storage.metadata
+        if self.id.name is None and metadata.name is not None:
+            self.id = ObjectId(self.id.hex, metadata.name)
+        if self.router.alarms is not None:
+            # The file is the truth: a migration or a clear may have changed the alarm, and
+            # a copied file may bring one the index has not seen.
+            self.router.alarms.reconcile(self.key, self.binding, self.id.hex, metadata.alarm)
         storage.exclusive = self._exclusive
         await self.gate.acquire()
         self._gate_owner = trio.lowlevel.current_task()
@@ -280,9 +294,9 @@ class Actor:
         """The encoded result, or the error to deliver; ``None`` if the object was reset."""
         try:
             result = await self._dispatch(event)
-            if event.kind == "rpc":
-                return encode_value(result, name="result")
-            return copy_response(result)
+            if event.kind == "fetch":
+                return copy_response(result)
+            return encode_value(result, name="result")
         except ObjectAborted as exc:
             self.reset(f"ctx.abort() was called: {exc}", cause=exc)
             return None
@@ -305,6 +319,9 @@ class Actor:
 
     async def _dispatch(self, event: Event) -> object:
         instance = self.instance
+        if event.kind == "alarm":
+            await self._run_alarm()
+            return None
         if event.kind == "rpc":
             if event.payload is NO_ARGUMENTS:
                 return await getattr(instance, event.name)()
@@ -313,6 +330,36 @@ class Actor:
             args, kwargs = call
             return await getattr(instance, event.name)(*args, **kwargs)
         return await instance.fetch(event.payload)  # type: ignore[union-attr]  # checked on submit
+
+    async def _run_alarm(self) -> None:
+        """Run ``alarm(info)`` if the object's alarm is due; on a raise, record the retry
+        (or drop the alarm after the last one) in the same turn."""
+        storage = self.storage
+        assert storage is not None
+        meta = storage.metadata
+        now = self.router.now()
+        # A millisecond's slack for the float round trip between trio's clock and epoch time.
+        if meta.alarm is None or meta.alarm > now + 0.001:
+            return  # deleted or moved later since it was scheduled
+        retry = meta.alarm_retry
+        storage.delete_alarm_sync()  # consumed: inside alarm(), get_alarm() is None
+        handler = getattr(self.instance, "alarm", None)
+        if handler is None:
+            log.warning("Attempted to run a scheduled alarm without a handler on %s; did you "
+                        "remember to define alarm()? The alarm was dropped.", self.label)
+            return
+        try:
+            await handler(AlarmInfo(retry_count=retry, is_retry=retry > 0))
+        except Exception:
+            if storage.get_alarm_sync() is None:  # a new alarm set by the handler wins
+                scheduler = self.router.alarms
+                if retry < ALARM_MAX_RETRIES and scheduler is not None:
+                    delay = retry_delay(retry + 1, scheduler.retry_jitter, scheduler.rng)
+                    storage.set_alarm_retry(self.router.now() + delay, retry + 1)
+                else:
+                    log.error("the alarm of %s raised on its last retry (%d); dropped",
+                              self.label, retry)
+            raise
 
     def _finish(self, event: Event, outcome: object) -> None:
         """Reply now, or after the commit that makes this event's view durable."""
@@ -355,9 +402,13 @@ class Actor:
         batch, self._to_reply = self._to_reply, []
         storage = self.storage
         assert storage is not None
+        alarms = self.router.alarms if storage.alarm_changed else None
+        alarm_at = storage.get_alarm_sync() if alarms is not None else None
         try:
             if storage.has_uncommitted_writes:
                 self.router.commits += 1
+                if alarms is not None:  # the index may hold more than the files, never less
+                    alarms.before_commit(self.key, self.binding, self.id.hex, alarm_at)
                 if storage.durability == "full":
                     await storage.sync()  # the fsync runs in a thread; other objects go on
                 else:
@@ -365,6 +416,8 @@ class Actor:
         except DoboxError as exc:
             self.reset(f"its writes could not be committed: {exc}", cause=exc)
             return
+        if alarms is not None:
+            alarms.after_commit(self.key, self.binding, self.id.hex, alarm_at)
         for event, outcome in batch:
             self._deliver(event, outcome)
         held, self._held_calls = self._held_calls, []

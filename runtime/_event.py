@@ -14,7 +14,7 @@ from storage import Value, decode_value, encode_value
 
 from ._signal import Signal
 
-EventKind = Literal["rpc", "fetch"]
+EventKind = Literal["rpc", "fetch", "alarm"]
 
 NO_ARGUMENTS = encode_value(((), {}))
 """The payload of a call without arguments (the object skips decoding it)."""
@@ -81,4 +81,4 @@ class Event:
         self.reply = Reply()
 
     def describe(self) -> str:
-        return f"{self.name}()" if self.kind == "rpc" else "fetch()"
+        return f"{self.name}()" if self.kind == "rpc" else f"{self.kind}()"

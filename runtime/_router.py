@@ -20,10 +20,26 @@ from actors import DurableObject, ObjectId, RuntimeClosedError
 from storage import Durability
 
 from ._actor import Actor
+from ._alarms import AlarmScheduler
 from ._coordinator import Coordinator
 from ._event import Event
 
 log = logging.getLogger("dobox.runtime")
+
+
+_CLOCK_ORIGIN: trio.lowlevel.RunVar[tuple[float, float]] = trio.lowlevel.RunVar(
+    "dobox_clock_origin"
+)
+
+
+def _clock_origin() -> tuple[float, float]:
+    """(epoch seconds, trio time) at the first runtime of this trio run."""
+    try:
+        return _CLOCK_ORIGIN.get()
+    except LookupError:
+        origin = (time.time(), trio.current_time())
+        _CLOCK_ORIGIN.set(origin)
+        return origin
 
 
 class Router:
@@ -70,17 +86,24 @@ class Router:
         self._started_at: dict[Event, float] = {}
         self._timer: trio.CancelScope | None = None
         self._made_dirs: set[Path] = set()
+        self.alarms: AlarmScheduler | None = None
+        """Set by open_runtime once the alarm index is open."""
         self.activations = 0
         self.evictions = 0
         self.resets = 0
         self.overloads = 0
         self.commits = 0
-        # The runtime's wall clock: epoch seconds, advancing with trio's clock.
-        self._wall_start = time.time()
-        self._trio_start = trio.current_time()
+        # The runtime's wall clock: epoch seconds, advancing with trio's clock, from one
+        # origin per trio run, so that runtimes restarted in one run (a test's, under
+        # MockClock) agree on what time it is and on when alarms are due.
+        self._wall_start, self._trio_start = _clock_origin()
 
     def now(self) -> float:
         return self._wall_start + (trio.current_time() - self._trio_start)
+
+    def trio_time_of(self, epoch: float) -> float:
+        """The trio clock's reading when the runtime's wall clock shows ``epoch``."""
+        return self._trio_start + (epoch - self._wall_start)
 
     def path_of(self, binding: str, object_id: ObjectId) -> Path:
         return self.data_dir / binding / object_id.hex[:2] / f"{object_id.hex}.sqlite"

@@ -27,6 +27,7 @@ import trio
 from actors import DurableObject
 from storage import Durability
 
+from ._alarms import AlarmIndex, AlarmScheduler
 from ._coordinator import Coordinator, SingleProcessCoordinator
 from ._namespace import Namespace
 from ._router import Router
@@ -115,6 +116,8 @@ async def open_runtime(
     max_queued_per_object: int = 1_000,
     event_timeout: float | None = 30.0,
     shutdown_grace: float = 30.0,
+    max_concurrent_alarms: int = 100,
+    alarm_retry_jitter: float = 0.25,
     coordinator: Coordinator | None = None,
 ) -> AsyncIterator[Runtime]:
     """Host ``objects`` (binding name -> ``DurableObject`` subclass) over ``data_dir``.
@@ -132,12 +135,17 @@ async def open_runtime(
     - ``event_timeout``: seconds one event may run before its object is reset (``None``:
       no limit).
     - ``shutdown_grace``: seconds admitted events get to finish when the runtime closes.
+    - ``max_concurrent_alarms``: alarm events in flight at once (overdue alarms after a
+      restart are spread behind this limit).
+    - ``alarm_retry_jitter``: the random extra on each alarm retry's delay, as a fraction of
+      it (Durable Objects: up to 25%); 0 makes retries land on exact times, for tests.
 
     Raises:
         ValueError, TypeError: for bad bindings, classes or options.
     """
     _check_options(objects, idle_timeout, idle_connection_timeout, max_live_objects,
-                   max_queued_per_object, event_timeout, shutdown_grace, durability)
+                   max_queued_per_object, event_timeout, shutdown_grace, durability,
+                   max_concurrent_alarms, alarm_retry_jitter)
     root = Path(data_dir)
     # Inline on purpose: one mkdir at start; a thread would let autojump_clock skip time.
     root.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
@@ -158,7 +166,15 @@ async def open_runtime(
         runtime = Runtime(router, objects)
         router.env.update(env or {})
         router.env.update(runtime._namespaces)
+        index = AlarmIndex.open(
+            root, objects, synchronous="FULL" if durability == "full" else "NORMAL"
+        )
+        router.alarms = AlarmScheduler(
+            router, index, objects, max_concurrent=max_concurrent_alarms,
+            retry_jitter=alarm_retry_jitter,
+        )
         nursery.start_soon(router.keep_time, name="dobox timekeeper")
+        nursery.start_soon(router.alarms.run, name="dobox alarms")
         try:
             yield runtime
         except BaseException as exc:
@@ -171,6 +187,7 @@ async def open_runtime(
                 grace.deadline = trio.current_time() + shutdown_grace
                 await router.drain()
             nursery.cancel_scope.cancel()
+    index.close()
     if body_error is not None:
         raise body_error
 
@@ -184,6 +201,8 @@ def _check_options(
     event_timeout: float | None,
     shutdown_grace: float,
     durability: str,
+    max_concurrent_alarms: int,
+    alarm_retry_jitter: float,
 ) -> None:
     if not objects:
         raise ValueError("open_runtime() needs at least one binding in objects={...}")
@@ -205,10 +224,13 @@ def _check_options(
     if event_timeout is not None and not event_timeout > 0:
         raise ValueError(f"event_timeout must be positive or None, not {event_timeout!r}")
     for name, count in (("max_live_objects", max_live_objects),
-                        ("max_queued_per_object", max_queued_per_object)):
+                        ("max_queued_per_object", max_queued_per_object),
+                        ("max_concurrent_alarms", max_concurrent_alarms)):
         if not (isinstance(count, int) and count >= 1):
             raise ValueError(f"{name} must be an int >= 1, not {count!r}")
     if durability not in ("full", "normal", "off"):
         raise ValueError(f"durability must be 'full', 'normal' or 'off', not {durability!r}")
     if math.isnan(idle_timeout):
         raise ValueError("idle_timeout must be a number")
+    if not 0 <= alarm_retry_jitter <= 1:
+        raise ValueError(f"alarm_retry_jitter must be between 0 and 1, not {alarm_retry_jitter!r}")

@@ -105,6 +105,9 @@ class Database:
     this, and call :meth:`check_usable` when it is false."""
     suspended: bool = False
     """The SQLite connection is closed to save memory; the next use reopens it."""
+    alarm_changed: bool = False
+    """The alarm was set, deleted or cleared since the last commit or rollback (the runtime
+    then updates its alarm index around the commit)."""
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, durability: Durability = "full") -> Database:
@@ -284,6 +287,7 @@ class Database:
             ) from cause
         if not self.conn.in_transaction:
             self._written = False
+            self.alarm_changed = False
             return
         try:
             self.conn.execute("COMMIT")
@@ -293,6 +297,7 @@ class Database:
             self._discard()
             raise error from exc
         self._written = False
+        self.alarm_changed = False
 
     async def commit_in_thread(self) -> None:
         """:meth:`commit`, with the fsync in a worker thread when there is something to sync.
@@ -322,6 +327,7 @@ class Database:
 
     def _discard(self) -> None:
         self._written = False
+        self.alarm_changed = False
         if self.conn.in_transaction:
             # If this fails the transaction is already gone (SQLite rolled it back itself)
             # or the file is unusable; either way nothing uncommitted survives.

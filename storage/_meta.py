@@ -32,6 +32,8 @@ _WRITE_META = f"INSERT OR REPLACE INTO {META_TABLE} (key, value) VALUES (?, ?)"
 _DELETE_META = f"DELETE FROM {META_TABLE} WHERE key = ?"
 
 ALARM_KEY = "alarm"
+ALARM_RETRY_KEY = "alarm_retry"
+"""How many times the pending alarm has been retried (absent: it is a first attempt)."""
 SYNC_PENDING_KEY = "sync_pending"
 
 
@@ -45,6 +47,8 @@ class ObjectMetadata:
     class_name: str | None = None
     created_at: float | None = None
     alarm: float | None = None
+    alarm_retry: int = 0
+    """How many times the pending alarm has been retried after its handler raised."""
     sync_pending: bool = False
     """Cleared by the ``clear`` policy and not yet refilled by a successful ``sync()``."""
 
@@ -80,9 +84,11 @@ def write_meta(db: Database, key: str, value: object) -> None:
     if value is None:
         if db.execute(_DELETE_META, (key,)).rowcount:
             db.mark_written()
+            db.alarm_changed |= key == ALARM_KEY
     else:
         db.execute(_WRITE_META, (key, value))
         db.mark_written()
+        db.alarm_changed |= key == ALARM_KEY
 
 
 def metadata_from(values: dict[str, object]) -> ObjectMetadata:
@@ -105,5 +111,6 @@ def metadata_from(values: dict[str, object]) -> ObjectMetadata:
         class_name=_str("class"),
         created_at=_float("created_at"),
         alarm=_float(ALARM_KEY),
+        alarm_retry=_int(ALARM_RETRY_KEY) or 0,
         sync_pending=bool(values.get(SYNC_PENDING_KEY)),
     )

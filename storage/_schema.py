@@ -33,6 +33,7 @@ from ._database import Database
 from ._errors import CodecError, MigrationError, SchemaMismatchError, StorageError
 from ._meta import (
     ALARM_KEY,
+    ALARM_RETRY_KEY,
     ENGINE_TABLES,
     KV_TABLE,
     META_TABLE,
@@ -192,7 +193,10 @@ def delete_all_contents(db: Database) -> None:
     for table in _user_tables(schema):
         db.execute(f"DROP TABLE {_quote(table)}")
     db.execute(f"DELETE FROM {KV_TABLE}")
-    db.execute(f"DELETE FROM {META_TABLE} WHERE key = ?", (ALARM_KEY,))
+    if db.execute(
+        f"DELETE FROM {META_TABLE} WHERE key IN (?, ?)", (ALARM_KEY, ALARM_RETRY_KEY)
+    ).rowcount:
+        db.alarm_changed = True
     db.execute("PRAGMA defer_foreign_keys=OFF")
     db.mark_written()
 

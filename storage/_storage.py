@@ -22,6 +22,7 @@ from ._kv import SyncKV, Value
 from ._limits import MAX_TRANSACTION_DEPTH
 from ._meta import (
     ALARM_KEY,
+    ALARM_RETRY_KEY,
     SYNC_PENDING_KEY,
     ObjectMetadata,
     ensure_engine_tables,
@@ -252,6 +253,7 @@ class Storage:
         if not math.isfinite(seconds) or seconds <= 0:
             raise ValueError(f"set_alarm() cannot be called with an alarm time <= 0 ({when!r})")
         write_meta(self._db, ALARM_KEY, seconds)
+        write_meta(self._db, ALARM_RETRY_KEY, None)  # a new alarm wins over a pending retry
 
     async def delete_alarm(self) -> None:
         """Remove the alarm, if any."""
@@ -260,6 +262,19 @@ class Storage:
     def delete_alarm_sync(self) -> None:
         self._db.check_usable()
         write_meta(self._db, ALARM_KEY, None)
+        write_meta(self._db, ALARM_RETRY_KEY, None)
+
+    def set_alarm_retry(self, when: float, retry: int) -> None:
+        """Record a retry of the alarm whose handler raised (the runtime's business): the
+        alarm fires again at ``when`` as retry number ``retry``."""
+        self._db.check_usable()
+        write_meta(self._db, ALARM_KEY, float(when))
+        write_meta(self._db, ALARM_RETRY_KEY, retry)
+
+    @property
+    def alarm_changed(self) -> bool:
+        """Whether the alarm changed since the last commit or rollback."""
+        return self._db.alarm_changed
 
     # -- metadata and schema versions -----------------------------------------------------
 
