@@ -187,7 +187,7 @@ async def test_a_copied_directory_without_index_loses_no_alarm(
     async with open_runtime(tmp_path, objects={"A": Alarmed}, **EXACT) as rt:
         await rt.namespace("A").get_by_name("a").schedule_in(100)
     (tmp_path / ".alarms.sqlite").unlink()
-    for companion in tmp_path.glob(".alarms.sqlite-*"):
+    for companion in tmp_path.glob(".alarms.sqlite-*"):  # noqa: ASYNC240 - test set-up
         companion.unlink()
     async with open_runtime(tmp_path, objects={"A": Alarmed}, **EXACT):
         await trio.sleep(200)
@@ -236,3 +236,24 @@ async def test_ten_thousand_alarms_at_one_instant_fire_exactly_once(
         await trio.sleep(7200)
         assert len(Tally.fired) == count
         assert set(Tally.fired.values()) == {1}
+
+
+async def test_an_alarm_interrupted_by_a_reset_runs_again_without_counting(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    class Aborting(DurableObject):
+        runs: ClassVar[list[tuple[float, int]]] = []
+
+        async def schedule(self) -> None:
+            await self.ctx.storage.set_alarm(self.ctx.now() + 10)
+
+        async def alarm(self, info: AlarmInfo) -> None:
+            Aborting.runs.append((trio.current_time(), info.retry_count))
+            if len(Aborting.runs) == 1:
+                self.ctx.abort("interrupted")
+
+    async with open_runtime(tmp_path, objects={"A": Aborting}, **EXACT) as rt:
+        await rt.namespace("A").get_by_name("a").schedule()
+        await trio.sleep(100)
+        assert Aborting.runs == [(10, 0), (12, 0)]
+        assert rt.statistics().resets == 1
