@@ -190,6 +190,7 @@ class Actor:
         previous = self.router.closing.get(self.key)
         if previous is not None:
             await previous.wait()
+        await self.router.wait_for_closing_room()
         self._lease = await self.router.coordinator.acquire(self.key)
         try:
             storage = open_storage(

@@ -42,6 +42,10 @@ def _clock_origin() -> tuple[float, float]:
         return origin
 
 
+MAX_CLOSING = 64
+"""Objects whose files may be closing at once before new activations wait."""
+
+
 class Router:
     """Routes events to live objects, activating and evicting them (see module docstring)."""
 
@@ -76,6 +80,7 @@ class Router:
         self.closing: dict[str, trio.Event] = {}
         """Objects no longer routed to whose files are not closed yet: a new activation of the
         same id waits for its predecessor's ``closed``."""
+        self._closing_room = trio.lowlevel.ParkingLot()
         self.accepting = True
         self.idle_order: OrderedDict[Actor, None] = OrderedDict()
         """Running objects with nothing to do, the longest idle first."""
@@ -238,6 +243,15 @@ class Router:
         """``actor``'s file is closed."""
         if self.closing.get(actor.key) is actor.closed:
             del self.closing[actor.key]
+        if len(self.closing) < MAX_CLOSING:
+            self._closing_room.unpark()
+
+    async def wait_for_closing_room(self) -> None:
+        """Hold a new activation while too many evicted objects are still closing their
+        files: closes (a checkpoint and fsync each, in worker threads) must not fall behind
+        activations without bound, or open files pile up until the process runs out."""
+        while len(self.closing) >= MAX_CLOSING:
+            await self._closing_room.park()
 
     async def drain(self) -> None:
         """Stop admitting, let every live object finish what it admitted, and wait for their
