@@ -61,6 +61,7 @@ class AlarmIndex:
 
     def __init__(self, path: Path, *, synchronous: str) -> None:
         self.path = path
+        self._removals: set[str] = set()
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute(f"PRAGMA synchronous={synchronous}")
@@ -98,12 +99,26 @@ class AlarmIndex:
         log.info("built the alarm index of %s from its object files: %d alarms", data_dir, found)
 
     def put(self, key: str, binding: str, object_hex: str, at: float) -> None:
+        """Record an alarm, durably (before the object's commit that sets it)."""
+        self._removals.discard(key)
         self._conn.execute(
             "INSERT OR REPLACE INTO alarms VALUES (?, ?, ?, ?)", (key, binding, object_hex, at)
         )
 
     def remove(self, key: str) -> None:
-        self._conn.execute("DELETE FROM alarms WHERE key = ?", (key,))
+        """Forget an alarm, lazily: a row left behind by a crash only causes a wake that finds
+        nothing due, so removals are batched into one transaction by :meth:`flush`."""
+        self._removals.add(key)
+        if len(self._removals) >= 256:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._removals:
+            return
+        removals, self._removals = self._removals, set()
+        self._conn.execute("BEGIN")
+        self._conn.executemany("DELETE FROM alarms WHERE key = ?", [(k,) for k in removals])
+        self._conn.execute("COMMIT")
 
     def entries(self) -> list[tuple[str, str, str, float]]:
         rows: list[tuple[str, str, str, float]] = self._conn.execute(
@@ -112,6 +127,7 @@ class AlarmIndex:
         return rows
 
     def close(self) -> None:
+        self.flush()
         self._conn.close()
 
 
@@ -207,6 +223,10 @@ class AlarmScheduler:
                 with trio.CancelScope() as timer:
                     self._timer = timer
                     timer.deadline = self._heap[0][0] if self._heap else float("inf")
+                    # While nothing is due, batch the removals made since the last wake.
+                    with trio.move_on_after(1):
+                        await trio.sleep_forever()
+                    self._index.flush()
                     await trio.sleep_forever()
                 self._timer = None
                 now = trio.current_time()
