@@ -16,13 +16,13 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import shutil
 import sqlite3
 import time
 from pathlib import Path
 from typing import ClassVar
 
 import trio
+from _common import run_with_scratch_dir
 
 from actors import AlarmInfo, DurableObject
 from runtime import open_runtime
@@ -113,14 +113,7 @@ async def main_async(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--objects", type=int, default=10_000)
-    parser.add_argument("--dir", type=Path, default=Path(__file__).parent / ".data")
-    args = parser.parse_args()
-    shutil.rmtree(args.dir, ignore_errors=True)
-    args.dir.mkdir(parents=True)
-    try:
-        trio.run(main_async, args)
-    finally:
-        shutil.rmtree(args.dir, ignore_errors=True)
+    run_with_scratch_dir(parser, main_async)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ import ctypes.util
 import gc
 import os
 import platform
-import shutil
 import sqlite3
 import statistics
 import sys
@@ -24,6 +23,7 @@ import tracemalloc
 from pathlib import Path
 
 import trio
+from _common import run_with_scratch_dir
 
 from actors import DurableObject
 from runtime import open_runtime
@@ -298,14 +298,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--touch", type=int, default=100_000,
                         help="objects to touch with max_live_objects=1000 (0 to skip)")
-    parser.add_argument("--dir", type=Path, default=Path(__file__).parent / ".data")
-    args = parser.parse_args()
-    shutil.rmtree(args.dir, ignore_errors=True)
-    args.dir.mkdir(parents=True)
-    try:
-        trio.run(main_async, args)
-    finally:
-        shutil.rmtree(args.dir, ignore_errors=True)
+    run_with_scratch_dir(parser, main_async)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,29 @@
+"""What every benchmark script shares: a scratch data directory on the real disk."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import trio
+
+DEFAULT_DIR = Path(__file__).parent / ".data"
+
+
+def run_with_scratch_dir(
+    parser: argparse.ArgumentParser,
+    main_async: Callable[[argparse.Namespace], Awaitable[None]],
+) -> None:
+    """Parse arguments (adding ``--dir``), run ``main_async(args)`` in trio with ``args.dir``
+    made empty, and remove it afterwards, whatever happens."""
+    parser.add_argument("--dir", type=Path, default=DEFAULT_DIR,
+                        help="scratch directory for database files (a real disk, not tmpfs)")
+    args = parser.parse_args()
+    shutil.rmtree(args.dir, ignore_errors=True)
+    args.dir.mkdir(parents=True)
+    try:
+        trio.run(main_async, args)
+    finally:
+        shutil.rmtree(args.dir, ignore_errors=True)
