@@ -1,3 +1,8 @@
-"""Placeholder: this package is built by a later issue (see docs/)."""
+"""dobox's public testing toolkit (what ``trio.testing`` is to trio): a runtime on a test's
+directory with levers to restart it, crash, evict and inspect objects, fire alarms and
+inject commit failures, and a pytest plugin with fixtures."""
 
-__all__: list[str] = []
+from ._test_runtime import TestRuntime as TestRuntime
+from ._test_runtime import open_test_runtime as open_test_runtime
+
+__all__ = ["TestRuntime", "open_test_runtime"]

@@ -24,6 +24,7 @@ How an object runs (the Durable Objects contract, in trio):
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -55,7 +56,7 @@ from storage import (
 )
 
 from ._alarms import ALARM_MAX_RETRIES, retry_delay
-from ._event import NO_ARGUMENTS, Event
+from ._event import FORCE_ALARM, NO_ARGUMENTS, Event, Unencoded
 from ._gate import InputGate
 from ._http import copy_response
 from ._signal import Signal
@@ -295,9 +296,11 @@ class Actor:
         """The encoded result, or the error to deliver; ``None`` if the object was reset."""
         try:
             result = await self._dispatch(event)
+            if event.kind == "rpc":
+                return encode_value(result, name="result")
             if event.kind == "fetch":
                 return copy_response(result)
-            return encode_value(result, name="result")
+            return Unencoded(result)
         except ObjectAborted as exc:
             self.reset(f"ctx.abort() was called: {exc}", cause=exc)
             return None
@@ -321,8 +324,13 @@ class Actor:
     async def _dispatch(self, event: Event) -> object:
         instance = self.instance
         if event.kind == "alarm":
-            await self._run_alarm()
-            return None
+            return await self._run_alarm(force=event.payload == FORCE_ALARM)
+        if event.kind == "run":
+            assert instance is not None, "events run only after activation"
+            run: Callable[[DurableObject, ObjectContext], object]
+            run = event.payload  # type: ignore[assignment]  # the harness's function
+            result = run(instance, instance.ctx)
+            return await result if inspect.isawaitable(result) else result
         if event.kind == "rpc":
             if event.payload is NO_ARGUMENTS:
                 return await getattr(instance, event.name)()
@@ -332,23 +340,24 @@ class Actor:
             return await getattr(instance, event.name)(*args, **kwargs)
         return await instance.fetch(event.payload)  # type: ignore[union-attr]  # checked on submit
 
-    async def _run_alarm(self) -> None:
-        """Run ``alarm(info)`` if the object's alarm is due; on a raise, record the retry
-        (or drop the alarm after the last one) in the same turn."""
+    async def _run_alarm(self, *, force: bool = False) -> bool:
+        """Run ``alarm(info)`` if the object's alarm is due (or pending at all, when
+        ``force``); on a raise, record the retry (or drop the alarm after the last one) in
+        the same turn. Whether a handler ran."""
         storage = self.storage
         assert storage is not None
         meta = storage.metadata
         now = self.router.now()
         # A millisecond's slack for the float round trip between trio's clock and epoch time.
-        if meta.alarm is None or meta.alarm > now + 0.001:
-            return  # deleted or moved later since it was scheduled
+        if meta.alarm is None or (meta.alarm > now + 0.001 and not force):
+            return False  # deleted or moved later since it was scheduled
         retry = meta.alarm_retry
         storage.delete_alarm_sync()  # consumed: inside alarm(), get_alarm() is None
         handler = getattr(self.instance, "alarm", None)
         if handler is None:
             log.warning("Attempted to run a scheduled alarm without a handler on %s; did you "
                         "remember to define alarm()? The alarm was dropped.", self.label)
-            return
+            return False
         try:
             await handler(AlarmInfo(retry_count=retry, is_retry=retry > 0))
         except Exception:
@@ -361,6 +370,7 @@ class Actor:
                     log.error("the alarm of %s raised on its last retry (%d); dropped",
                               self.label, retry)
             raise
+        return True
 
     def _finish(self, event: Event, outcome: object) -> None:
         """Reply now, or after the commit that makes this event's view durable."""

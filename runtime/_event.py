@@ -14,7 +14,22 @@ from storage import Value, decode_value, encode_value
 
 from ._signal import Signal
 
-EventKind = Literal["rpc", "fetch", "alarm"]
+EventKind = Literal["rpc", "fetch", "alarm", "run"]
+"""``run`` is the harness's: run a function inside the object's turn."""
+
+
+class Unencoded:
+    """A result delivered as it is, not through the codec (fetch responses, the harness's
+    ``run_in_object`` results)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+
+FORCE_ALARM = "force"
+"""The payload of an alarm event that runs the pending alarm whether or not it is due."""
 
 NO_ARGUMENTS = encode_value(((), {}))
 """The payload of a call without arguments (the object skips decoding it)."""
@@ -54,7 +69,9 @@ class Reply:
         if self._error is not None:
             raise _fresh(self._error)
         result = self._result
-        return decode_value(result) if type(result) is bytes else result
+        if type(result) is bytes:
+            return decode_value(result)
+        return result.value if type(result) is Unencoded else result
 
 
 def _fresh(error: BaseException) -> BaseException:

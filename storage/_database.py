@@ -105,6 +105,8 @@ class Database:
     this, and call :meth:`check_usable` when it is false."""
     suspended: bool = False
     """The SQLite connection is closed to save memory; the next use reopens it."""
+    injected_commit_failure: BaseException | None = None
+    """Set by :meth:`Storage.fail_next_commit` (for tests): the next commit raises it."""
     alarm_changed: bool = False
     """The alarm was set, deleted or cleared since the last commit or rollback (the runtime
     then updates its alarm index around the commit)."""
@@ -289,6 +291,10 @@ class Database:
             self._written = False
             self.alarm_changed = False
             return
+        if self.injected_commit_failure is not None and self._written:
+            failure, self.injected_commit_failure = self.injected_commit_failure, None
+            self._discard()
+            raise failure
         try:
             self.conn.execute("COMMIT")
         except sqlite3.Error as exc:

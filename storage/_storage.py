@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import TypeVar, overload
 
 from ._database import Database, Durability
-from ._errors import TransactionError
+from ._errors import StorageIOError, TransactionError
 from ._kv import SyncKV, Value
 from ._limits import MAX_TRANSACTION_DEPTH
 from ._meta import (
@@ -384,6 +384,16 @@ class Storage:
     def rollback(self) -> None:
         """Discard every uncommitted write (what the runtime does when it resets an object)."""
         self._db.rollback()
+
+    def fail_next_commit(self, error: BaseException | None = None) -> None:
+        """Make the next commit that has writes fail with ``error`` (default: a
+        ``StorageIOError``), discarding them, as a disk failing under a write would. For
+        tests: the harness's ``fail_next_commit`` uses it."""
+        self._db.check_usable()
+        self._db.injected_commit_failure = error or StorageIOError(
+            f"{self._db.path}: the next commit was made to fail by the test harness; the "
+            "uncommitted writes were discarded"
+        )
 
     @property
     def can_suspend(self) -> bool:

@@ -1,0 +1,48 @@
+"""dobox's pytest plugin (registered through the ``pytest11`` entry point).
+
+Fixtures, so that an application's tests need no set-up code:
+
+- ``dobox_objects``: override it to return ``{BINDING: cls}`` for your objects;
+- ``dobox_runtime_options``: override it to pass runtime options (default: none beyond the
+  harness's test defaults);
+- ``dobox_runtime``: a :class:`harness.TestRuntime` on the test's ``tmp_path``, closed after
+  the test. It needs pytest-trio (``trio_mode = true``, or the ``trio`` marker).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+
+import pytest
+
+from actors import DurableObject
+
+from ._test_runtime import TestRuntime, open_test_runtime
+
+
+@pytest.fixture
+def dobox_objects() -> Mapping[str, type[DurableObject]]:
+    """The objects ``dobox_runtime`` hosts: override this fixture in your conftest.py."""
+    raise pytest.UsageError(
+        "dobox_runtime needs your objects: define a fixture named dobox_objects that "
+        "returns {BINDING: DurableObjectSubclass}"
+    )
+
+
+@pytest.fixture
+def dobox_runtime_options() -> Mapping[str, object]:
+    """Options for ``dobox_runtime`` (see runtime.open_runtime); override to change them."""
+    return {}
+
+
+@pytest.fixture
+async def dobox_runtime(
+    tmp_path: Path,
+    dobox_objects: Mapping[str, type[DurableObject]],
+    dobox_runtime_options: Mapping[str, object],
+) -> AsyncIterator[TestRuntime]:
+    """A test runtime over ``tmp_path / "dobox"``, with the harness's levers."""
+    async with open_test_runtime(tmp_path / "dobox", dobox_objects,
+                                 **dobox_runtime_options) as runtime:
+        yield runtime

@@ -1,0 +1,210 @@
+"""``open_test_runtime``: a runtime on a test's directory, with the levers a test needs.
+
+::
+
+    async def test_counter(tmp_path, autojump_clock):
+        async with open_test_runtime(tmp_path, objects={"COUNTER": Counter}) as rt:
+            counter = rt.namespace("COUNTER").get_by_name("a")
+            await counter.increment()
+            await rt.restart()                  # as after a graceful shutdown
+            assert await counter.increment() == 2
+
+Stubs and namespaces taken from it keep working across :meth:`TestRuntime.restart`. By
+default it commits inline (``durability="normal"``: worker threads are invisible to
+``MockClock``) and retries alarms on exact times (``alarm_retry_jitter=0``); pass other
+runtime options to change that.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import trio
+
+from actors import DurableObject, ObjectContext, ObjectId
+from runtime import Namespace, Runtime, RuntimeStatistics, Stub, open_runtime
+from runtime._actor import Actor
+from runtime._event import FORCE_ALARM, Event
+from storage import Value
+
+T = TypeVar("T")
+
+TEST_DEFAULTS: Mapping[str, object] = {"durability": "normal", "alarm_retry_jitter": 0.0}
+
+
+class TestRuntime:
+    """A runtime for tests: everything :class:`runtime.Runtime` offers, plus levers."""
+
+    __test__ = False  # not a pytest test class, whatever its name says
+
+    def __init__(
+        self,
+        data_dir: Path,
+        objects: Mapping[str, type[DurableObject]],
+        options: Mapping[str, object],
+    ) -> None:
+        self.data_dir = data_dir
+        self._objects = dict(objects)
+        self._options = {**TEST_DEFAULTS, **options}
+        self._runtime: Runtime | None = None
+        self._namespaces: dict[str, Namespace] = {}
+        self._switch = trio.Event()
+        self._restarted = trio.Event()
+        self._stopping = False
+        self.restarts = 0
+
+    # -- what a runtime offers ------------------------------------------------------------
+
+    @property
+    def runtime(self) -> Runtime:
+        """The runtime running now (a new one after each restart)."""
+        if self._runtime is None:
+            raise RuntimeError("the test runtime is not running")
+        return self._runtime
+
+    def namespace(self, binding: str) -> Namespace:
+        """The namespace of ``binding``; it, and its stubs, survive restarts."""
+        self.runtime.namespace(binding)  # the same KeyError for an unknown binding
+        return self._namespaces[binding]
+
+    def statistics(self) -> RuntimeStatistics:
+        return self.runtime.statistics()
+
+    def now(self) -> float:
+        return self.runtime.now()
+
+    # -- levers -----------------------------------------------------------------------------
+
+    async def restart(self) -> None:
+        """Shut the runtime down as a graceful shutdown would (admitted events finish,
+        everything is committed and closed) and start a new one over the same files."""
+        self._restarted = trio.Event()
+        self._switch.set()
+        await self._restarted.wait()
+
+    def crash(self, stub: Stub) -> bool:
+        """Reset the object as a failure would: its queued and running calls fail with
+        ``ObjectResetError``, its uncommitted writes are lost, and the next call starts it
+        afresh. Whether it was live (a crash of an object that is not live does nothing)."""
+        actor = self._actor(stub)
+        if actor is None:
+            return False
+        actor.reset("crashed by the test harness (crash())")
+        return True
+
+    async def evict(self, stub: Stub) -> None:
+        """Evict a live object as idleness would: admitted events finish, the file is
+        closed, the instance dropped; the next call rehydrates it.
+
+        Raises:
+            LookupError: the object is not live.
+        """
+        actor = self._actor(stub)
+        if actor is None:
+            raise LookupError(f"{stub!r} is not live, so it cannot be evicted")
+        router = self.runtime._router
+        router.evictions += 1
+        router.retire(actor)
+        actor.stop()
+        await actor.closed.wait()
+
+    async def run_in_object(
+        self, stub: Stub, fn: Callable[[DurableObject, ObjectContext], T | Awaitable[T]]
+    ) -> T:
+        """Run ``fn(instance, ctx)`` inside the object, as one of its events (activating it if
+        needed), and return what it returns, not copied. ``fn`` may be async."""
+        result: T = await self._send(stub, Event("run", "run_in_object", fn))
+        return result
+
+    async def run_alarm(self, stub: Stub) -> bool:
+        """Run the object's pending alarm now, due or not; whether one ran."""
+        ran: bool = await self._send(stub, Event("alarm", "alarm", FORCE_ALARM))
+        return ran
+
+    async def fail_next_commit(self, stub: Stub, error: BaseException | None = None) -> None:
+        """Make the object's next commit that has writes fail, as a failing disk would: the
+        calls waiting on it get ``ObjectResetError`` and the object resets."""
+
+        def arm(_: DurableObject, ctx: ObjectContext) -> None:
+            ctx.storage.fail_next_commit(error)
+
+        await self.run_in_object(stub, arm)
+
+    def list_object_ids(self, binding: str) -> list[ObjectId]:
+        """The ids of the objects of ``binding`` that have storage, in id order."""
+        namespace = self.namespace(binding)
+        directory = self.data_dir / binding
+        return [
+            namespace.id_from_string(file.stem)
+            for file in sorted(directory.glob("*/*.sqlite"), key=lambda f: f.stem)
+        ]
+
+    # -- the machinery --------------------------------------------------------------------
+
+    def _actor(self, stub: Stub) -> Actor | None:
+        key = f"{stub._namespace.binding}/{stub.id.hex}"
+        return self.runtime._router.live.get(key)
+
+    async def _send(self, stub: Stub, event: Event) -> Value:
+        namespace = self.namespace(stub._namespace.binding)
+        namespace._router.submit(namespace.binding, namespace.cls, stub.id, event)
+        return await event.reply.wait()
+
+    async def _serve(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        started = False
+        while True:
+            self._switch = trio.Event()
+            async with open_runtime(self.data_dir, self._objects, **self._options) as runtime:  # type: ignore[arg-type]  # options checked by open_runtime
+                self._attach(runtime)
+                if started:
+                    self.restarts += 1
+                    self._restarted.set()
+                else:
+                    started = True
+                    task_status.started()
+                await self._switch.wait()
+            self._runtime = None
+            if self._stopping:
+                return
+
+    def _attach(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        for binding in runtime.bindings:
+            inner = runtime.namespace(binding)
+            if binding in self._namespaces:
+                self._namespaces[binding]._router = inner._router
+            else:
+                self._namespaces[binding] = Namespace(inner._router, binding, inner.cls)
+
+    async def _stop(self) -> None:
+        self._stopping = True
+        self._switch.set()
+
+
+@asynccontextmanager
+async def open_test_runtime(
+    data_dir: str | os.PathLike[str],
+    objects: Mapping[str, type[DurableObject]],
+    **runtime_options: object,
+) -> AsyncIterator[TestRuntime]:
+    """A :class:`TestRuntime` over ``data_dir`` (a test's ``tmp_path``), closed on exit.
+
+    ``runtime_options`` are :func:`runtime.open_runtime`'s; the test defaults are
+    ``durability="normal"`` and ``alarm_retry_jitter=0``.
+    """
+    test_runtime = TestRuntime(Path(data_dir), objects, runtime_options)
+    body_error: BaseException | None = None
+    async with trio.open_nursery() as nursery:
+        await nursery.start(test_runtime._serve)
+        try:
+            yield test_runtime
+        except BaseException as exc:
+            body_error = exc  # raised as it was, not wrapped by the nursery (see open_runtime)
+        finally:
+            await test_runtime._stop()
+    if body_error is not None:
+        raise body_error
