@@ -13,6 +13,7 @@ from actors import AlarmInfo, DurableObject, ObjectContext, ObjectResetError
 from harness import TestRuntime, open_test_runtime
 from tests.helpers import Counter
 
+
 class Reminder(Counter):
     reminded = 0
 
