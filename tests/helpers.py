@@ -74,3 +74,4 @@ async def concurrent_outcomes(
         for _ in range(count):
             nursery.start_soon(one)
     return outcomes
+OBJECTS = {"COUNTER": Counter}
