@@ -7,6 +7,10 @@ Fixtures, so that an application's tests need no set-up code:
   harness's test defaults);
 - ``dobox_runtime``: a :class:`harness.TestRuntime` on the test's ``tmp_path``, closed after
   the test. It needs pytest-trio (``trio_mode = true``, or the ``trio`` marker).
+- ``dobox_objects_spec``: override it to return ``"package.module:OBJECTS"``, the same
+  objects importable by name, for ``dobox_server``;
+- ``dobox_server``: a :class:`harness.ServerProcess` (a real subprocess) over
+  ``tmp_path / "dobox-server"``, to call, SIGKILL and restart; terminated after the test.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import pytest
 
 from actors import DurableObject
 
+from ._server import ServerProcess, open_server_process
 from ._test_runtime import TestRuntime, open_test_runtime
 
 
@@ -46,3 +51,21 @@ async def dobox_runtime(
     async with open_test_runtime(tmp_path / "dobox", dobox_objects,
                                  **dobox_runtime_options) as runtime:
         yield runtime
+
+
+@pytest.fixture
+def dobox_objects_spec() -> str:
+    """``"package.module:OBJECTS"`` for ``dobox_server``: override this fixture."""
+    raise pytest.UsageError(
+        "dobox_server needs your objects by name: define a fixture named dobox_objects_spec "
+        "that returns 'package.module:OBJECTS' (importable from the current directory)"
+    )
+
+
+@pytest.fixture
+async def dobox_server(tmp_path: Path, dobox_objects_spec: str) -> AsyncIterator[ServerProcess]:
+    """A server process over ``tmp_path / "dobox-server"``, started from the current
+    directory (so ``dobox_objects_spec`` is importable)."""
+    async with open_server_process(tmp_path / "dobox-server", dobox_objects_spec,
+                                   cwd=Path.cwd()) as server:
+        yield server

@@ -45,6 +45,7 @@ class ServerProcess:
         self._process: trio.Process | None = None
         self._pending: dict[int, Reply] = {}
         self._next_id = 0
+        self._send_lock = trio.Lock()  # calls from several tasks share one pipe
         self.starts = 0
 
     @property
@@ -94,7 +95,8 @@ class ServerProcess:
         line = json.dumps({"id": call_id, "binding": binding, "name": name, "method": method,
                            "args": list(args)})
         try:
-            await process.stdin.send_all(line.encode() + b"\n")
+            async with self._send_lock:
+                await process.stdin.send_all(line.encode() + b"\n")
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self._pending.pop(call_id, None)
             raise BrokenPipeError("the server process is not running") from exc

@@ -79,9 +79,17 @@ class TestRuntime:
 
     # -- levers -----------------------------------------------------------------------------
 
-    async def restart(self) -> None:
+    async def restart(
+        self, objects: Mapping[str, type[DurableObject]] | None = None
+    ) -> None:
         """Shut the runtime down as a graceful shutdown would (admitted events finish,
-        everything is committed and closed) and start a new one over the same files."""
+        everything is committed and closed) and start a new one over the same files; with
+        ``objects``, the new one hosts those classes (a deploy of new code, say a new
+        ``schema_version``). Namespaces and stubs taken before go on working."""
+        if objects is not None:
+            if set(objects) != set(self._objects):
+                raise ValueError("restart(objects=...) must keep the same bindings")
+            self._objects = dict(objects)
         self._restarted = trio.Event()
         self._switch.set()
         await self._restarted.wait()
@@ -177,6 +185,8 @@ class TestRuntime:
             inner = runtime.namespace(binding)
             if binding in self._namespaces:
                 self._namespaces[binding]._router = inner._router
+                self._namespaces[binding].cls = inner.cls
+                self._namespaces[binding]._methods = inner._methods
             else:
                 self._namespaces[binding] = Namespace(inner._router, binding, inner.cls)
 

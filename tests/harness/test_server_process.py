@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from actors import RemoteError
-from harness import open_server_process
+from harness import ServerProcess, open_server_process
 
 ROOT = Path(__file__).parent.parent.parent
 OBJECTS = "tests.helpers:OBJECTS"
@@ -30,3 +30,15 @@ async def test_calls_kill_and_restart(tmp_path: Path) -> None:
         await server.restart()
         assert await server.call("COUNTER", "a", "value") == 3
         assert server.starts == 3
+
+
+@pytest.fixture
+def dobox_objects_spec() -> str:
+    return OBJECTS
+
+
+async def test_the_pytest_plugin_provides_a_server(dobox_server: ServerProcess) -> None:
+    assert await dobox_server.call("COUNTER", "x", "increment") == 1
+    dobox_server.kill()
+    await dobox_server.restart()
+    assert await dobox_server.call("COUNTER", "x", "value") == 1
