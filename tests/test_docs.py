@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import actors
+import harness
 import runtime
 import storage
 
@@ -18,11 +19,12 @@ DOCS = Path(__file__).parent.parent / "docs"
 
 @pytest.mark.parametrize(
     ("package", "page"),
-    [(storage, "storage.md"), (actors, "actors.md"), (runtime, "runtime.md")],
-    ids=["storage", "actors", "runtime"],
+    [(storage, "reference/storage.md"), (actors, "reference/actors.md"),
+     (runtime, "reference/runtime.md"), (harness, "testing.md")],
+    ids=["storage", "actors", "runtime", "harness"],
 )
 def test_every_public_name_is_in_its_reference(package: object, page: str) -> None:
-    reference = (DOCS / "reference" / page).read_text()
+    reference = (DOCS / page).read_text()
     missing = [name for name in package.__all__  # type: ignore[attr-defined]
                if not re.search(rf"`[^`]*\b{name}\b[^`]*`", reference)]
     assert missing == []
@@ -52,3 +54,18 @@ def test_python_examples_run(page: str, tmp_path: Path) -> None:
         cwd=tmp_path, capture_output=True, text=True, timeout=120, check=True,
     )
     assert check.stdout.strip() == "3 {'name': 'lobby'}"
+
+
+def test_the_testing_guide_runs_as_written(tmp_path: Path) -> None:
+    """docs/testing.md's two files, saved as they are, pass under pytest."""
+    blocks = re.findall(r"```python\n(.*?)```", (DOCS / "testing.md").read_text(), re.DOTALL)
+    application, tests = blocks
+    (tmp_path / "counter.py").write_text(application)
+    (tmp_path / "test_counter.py").write_text(tests)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-o", "trio_mode=true", "-p", "no:cacheprovider",
+         "test_counter.py"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "4 passed" in result.stdout
