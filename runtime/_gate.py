@@ -25,10 +25,6 @@ class InputGate:
     def held(self) -> bool:
         return self._held
 
-    @property
-    def waiting(self) -> int:
-        return len(self._lot)
-
     def try_acquire(self) -> bool:
         """Take the gate if it is free and nobody is queued; never waits."""
         if self._held or self._lot:

@@ -24,7 +24,6 @@ Value: TypeAlias = Any  # type: ignore[explicit-any]  # whatever was stored, lik
 _GET = f"SELECT value FROM {KV_TABLE} WHERE key = ?"
 _PUT = f"INSERT OR REPLACE INTO {KV_TABLE} (key, value) VALUES (?, ?)"
 _DELETE = f"DELETE FROM {KV_TABLE} WHERE key = ?"
-_DELETE_ALL = f"DELETE FROM {KV_TABLE}"
 
 
 def _list_sql(lower: str, upper: bool, reverse: bool, limit: bool) -> str:
@@ -280,7 +279,3 @@ class SyncKV:
         except sqlite3.Error as exc:
             raise db.translate(exc) from exc
         return {_decode_key(raw_key): decode_value(raw_value) for raw_key, raw_value in rows}
-
-    def delete_all_pairs(self) -> None:
-        """Remove every pair (part of ``delete_all``)."""
-        self._db.execute(_DELETE_ALL)
