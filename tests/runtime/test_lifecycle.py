@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 import trio
 import trio.testing
 
+import runtime._actor
+import runtime._router
 from actors import DurableObject, ObjectResetError, OverloadedError, RuntimeClosedError
 from runtime import open_runtime
+from storage import Storage
 from tests.helpers import Counter, concurrent_outcomes
 
 # Inline commits: worker threads are invisible to MockClock (see docs/how-to/testing).
@@ -288,3 +292,40 @@ async def test_connections_are_let_go_in_a_thread_with_full_durability(
             await trio.sleep(1)
         assert trio.current_time() >= 10
         assert await counter.increment() == 2
+
+
+async def test_activations_wait_while_too_many_evicted_objects_are_closing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With full durability, evicted objects close in worker threads; if new objects
+    opened their files regardless, closing ones would pile up (and their file descriptors
+    with them) whenever activations outpace closes."""
+    monkeypatch.setattr(runtime._router, "MAX_CLOSING", 2)
+    slow_close = Storage.close
+
+    def close_slowly(self: Storage) -> None:
+        time.sleep(0.02)  # a slow disk: the close runs in a worker thread
+        slow_close(self)
+
+    monkeypatch.setattr(Storage, "close", close_slowly)
+    closing_at_open: list[int] = []
+    real_open = runtime._actor.open_storage
+
+    def recording_open(*args: object, **kwargs: object) -> Storage:
+        closing_at_open.append(len(rt._router.closing))
+        return real_open(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(runtime._actor, "open_storage", recording_open)
+    async with open_runtime(tmp_path, objects={"COUNTER": Counter}, max_live_objects=1) as rt:
+        namespace = rt.namespace("COUNTER")
+
+        async def touch(first: int) -> None:
+            for i in range(first, 24, 6):
+                await namespace.get_by_name(f"o{i}").value()
+
+        async with trio.open_nursery() as nursery:
+            for first in range(6):
+                nursery.start_soon(touch, first)
+    assert len(closing_at_open) == 24
+    assert max(closing_at_open) < 2
+    assert rt.statistics().evictions >= 20
