@@ -1,12 +1,15 @@
 """The ``dobox`` command line.
 
-``dobox demo`` runs two small objects on a local data directory. The commands that serve and
-inspect objects (``serve``, ``ls``, ``inspect``, ``sql``, ``backup``) arrive with the server.
+``dobox demo`` runs two small objects on a local data directory; ``dobox ls``, ``inspect``
+and ``sql`` read a data directory without disturbing a runtime that serves it. ``serve``,
+``backup`` and ``restore`` arrive with the server.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import click
 import trio
@@ -14,7 +17,17 @@ import trio
 from actors import DurableObject
 from storage import ForbiddenSqlError
 
+from ._inspect import (
+    InspectError,
+    find_object,
+    kv_pairs,
+    list_objects,
+    read_only_sql,
+    user_tables,
+)
 from ._runtime import open_runtime
+
+T = TypeVar("T")
 
 
 @click.group()
@@ -90,3 +103,63 @@ async def _demo(data: Path) -> None:
         stats = rt.statistics()
         click.echo(f"runtime: {stats.live_objects} live objects, {stats.activations} "
                    f"activations, {stats.commits} commits")
+
+
+_DATA = click.argument(
+    "data", type=click.Path(exists=True, file_okay=False, path_type=Path)
+)
+_TENANT = click.option("--tenant", default=None, help="A server tenant's objects.")
+
+
+@main.command(name="ls")
+@_DATA
+@_TENANT
+@click.option("--namespace", default=None, help="Only this binding's objects.")
+def list_command(data: Path, tenant: str | None, namespace: str | None) -> None:
+    """List the objects in DATA: namespace, id, name, class, schema version, size, alarm."""
+    objects = _inspecting(lambda: list_objects(data, tenant=tenant, namespace=namespace))
+    for info in objects:
+        alarm = "-" if info.alarm is None else f"{info.alarm:.3f}"
+        click.echo(f"{info.namespace}\t{info.id}\t{info.name or '-'}\t"
+                   f"{info.class_name or '-'}\tv{info.schema_version}\t{info.size}\t{alarm}")
+    click.echo(f"{len(objects)} objects", err=True)
+
+
+@main.command()
+@_DATA
+@click.argument("object_id")
+@_TENANT
+def inspect(data: Path, object_id: str, tenant: str | None) -> None:
+    """Show an object's metadata, KV pairs and tables (read-only)."""
+    info = _inspecting(lambda: find_object(data, object_id, tenant=tenant))
+    click.echo(f"object {info.namespace}/{info.id}")
+    click.echo(f"  name {info.name!r}, class {info.class_name}, schema version "
+               f"{info.schema_version}, {info.size} bytes, alarm {info.alarm}")
+    click.echo("KV:")
+    for key, value in _inspecting(lambda: list(kv_pairs(info))):
+        click.echo(f"  {key!r}: {value!r}")
+    click.echo("tables:")
+    for name, rows in _inspecting(lambda: user_tables(info)):
+        click.echo(f"  {name}: {rows} rows")
+
+
+@main.command()
+@_DATA
+@click.argument("object_id")
+@click.argument("query")
+@_TENANT
+def sql(data: Path, object_id: str, query: str, tenant: str | None) -> None:
+    """Run a read-only SQL QUERY on an object's database; rows as tab-separated lines."""
+    info = _inspecting(lambda: find_object(data, object_id, tenant=tenant))
+    columns, rows = _inspecting(lambda: read_only_sql(info, query))
+    if columns:
+        click.echo("\t".join(columns))
+    for row in rows:
+        click.echo("\t".join("NULL" if v is None else str(v) for v in row))
+
+
+def _inspecting(action: Callable[[], T]) -> T:
+    try:
+        return action()
+    except InspectError as exc:
+        raise click.ClickException(str(exc)) from exc

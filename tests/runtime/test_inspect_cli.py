@@ -1,0 +1,106 @@
+"""dobox ls, inspect and sql: reading a data directory, read-only, even while it is served."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+from click.testing import CliRunner
+
+from runtime import open_runtime
+from runtime._cli import main
+from tests.helpers import Counter
+from tests.integration.objects import LedgerV1
+
+
+async def populate(data: Path) -> tuple[str, str]:
+    async with open_runtime(data, objects={"COUNTER": Counter, "LEDGER": LedgerV1},
+                            durability="normal") as rt:
+        counter = rt.namespace("COUNTER").get_by_name("visits")
+        await counter.increment(3)
+        ledger = rt.namespace("LEDGER").get_by_name("acme")
+        await ledger.add(5)
+        await ledger.add(7)
+        return str(counter.id), str(ledger.id)
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.output
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> tuple[Path, str, str]:
+    counter_id, ledger_id = trio.run(populate, tmp_path)
+    return tmp_path, counter_id, ledger_id
+
+
+def test_ls_lists_every_object(data: tuple[Path, str, str]) -> None:
+    root, counter_id, ledger_id = data
+    code, output = invoke("ls", str(root))
+    assert code == 0, output
+    lines = [line.split("\t") for line in output.splitlines() if "\t" in line]
+    assert [(ns, oid, name, cls, version) for ns, oid, name, cls, version, _, _ in lines] == [
+        ("COUNTER", counter_id, "visits", "Counter", "v1"),
+        ("LEDGER", ledger_id, "acme", "LedgerV1", "v1"),
+    ]
+    code, output = invoke("ls", str(root), "--namespace", "LEDGER")
+    assert counter_id not in output
+    assert ledger_id in output
+
+
+def test_inspect_shows_kv_and_tables(data: tuple[Path, str, str]) -> None:
+    root, counter_id, ledger_id = data
+    code, output = invoke("inspect", str(root), counter_id)
+    assert code == 0, output
+    assert "'n': 3" in output
+    code, output = invoke("inspect", str(root), ledger_id.upper())
+    assert "entries: 2 rows" in output
+
+
+def test_sql_reads_but_never_writes(data: tuple[Path, str, str]) -> None:
+    root, _, ledger_id = data
+    code, output = invoke("sql", str(root), ledger_id, "SELECT sum(amount) AS total FROM entries")
+    assert (code, output.splitlines()) == (0, ["total", "12"])
+    code, output = invoke("sql", str(root), ledger_id, "DELETE FROM entries")
+    assert code == 1
+    assert "readonly" in output or "read-only" in output
+    code, output = invoke("sql", str(root), ledger_id, "SELECT count(*) FROM entries")
+    assert output.splitlines()[-1] == "2"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(("inspect", "{root}", "not-an-id"), "is not an object id", id="bad-id"),
+        pytest.param(("inspect", "{root}", "0" * 64), "no object", id="missing"),
+        pytest.param(("sql", "{root}", "{ledger}", "SELEC 1"), "syntax error", id="bad-sql"),
+        pytest.param(("ls", "{root}", "--tenant", "nobody"), "is not a directory",
+                     id="unknown-tenant"),
+    ],
+)
+def test_bad_input_is_a_clear_error(
+    data: tuple[Path, str, str], args: tuple[str, ...], message: str
+) -> None:
+    root, _, ledger_id = data
+    code, output = invoke(*(a.format(root=root, ledger=ledger_id) for a in args))
+    assert code != 0
+    assert message in output
+
+
+def test_a_missing_data_directory_is_refused(tmp_path: Path) -> None:
+    code, output = invoke("ls", str(tmp_path / "nowhere"))
+    assert code == 2
+    assert "does not exist" in output
+
+
+async def test_inspecting_while_a_runtime_serves(tmp_path: Path) -> None:
+    async with open_runtime(tmp_path, objects={"COUNTER": Counter}) as rt:
+        counter = rt.namespace("COUNTER").get_by_name("live")
+        await counter.increment(9)
+        code, output = await trio.to_thread.run_sync(
+            lambda: invoke("inspect", str(tmp_path), str(counter.id)))
+        assert code == 0, output
+        assert "'n': 9" in output
+        assert await counter.increment() == 10  # the runtime went on serving
