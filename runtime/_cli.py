@@ -1,12 +1,13 @@
 """The ``dobox`` command line.
 
-``dobox demo`` runs two small objects on a local data directory; ``dobox ls``, ``inspect``
-and ``sql`` read a data directory without disturbing a runtime that serves it. ``serve``,
-``backup`` and ``restore`` arrive with the server.
+``dobox demo`` runs two small objects on a local data directory; ``dobox ls``, ``inspect``,
+``sql`` and ``backup`` read a data directory without disturbing a runtime that serves it;
+``restore`` writes one nobody serves. ``serve`` arrives with the server.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -17,6 +18,7 @@ import trio
 from actors import DurableObject
 from storage import ForbiddenSqlError
 
+from ._backup import backup, object_files, restore
 from ._inspect import (
     InspectError,
     find_object,
@@ -156,6 +158,30 @@ def sql(data: Path, object_id: str, query: str, tenant: str | None) -> None:
         click.echo("\t".join(columns))
     for row in rows:
         click.echo("\t".join("NULL" if v is None else str(v) for v in row))
+
+
+@main.command(name="backup")
+@_DATA
+@click.argument("destination", type=click.Path(file_okay=False, path_type=Path))
+def backup_command(data: Path, destination: Path) -> None:
+    """Copy every object of DATA into DESTINATION, consistently even while it is served."""
+    total = len(_inspecting(lambda: list(object_files(data))))
+    with click.progressbar(length=total, label="backing up", file=sys.stderr) as bar:
+        count = _inspecting(lambda: backup(data, destination, progress=lambda _: bar.update(1)))
+    click.echo(f"backed up {count} objects to {destination}")
+
+
+@main.command(name="restore")
+@click.argument("backup_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("data", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--overwrite", is_flag=True, help="Replace objects that exist in DATA.")
+def restore_command(backup_dir: Path, data: Path, overwrite: bool) -> None:
+    """Copy the objects of BACKUP_DIR into DATA, which nobody may be serving."""
+    total = len(_inspecting(lambda: list(object_files(backup_dir))))
+    with click.progressbar(length=total, label="restoring", file=sys.stderr) as bar:
+        count = _inspecting(lambda: restore(backup_dir, data, overwrite=overwrite,
+                                            progress=lambda _: bar.update(1)))
+    click.echo(f"restored {count} objects into {data}")
 
 
 def _inspecting(action: Callable[[], T]) -> T:

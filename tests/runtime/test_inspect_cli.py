@@ -104,3 +104,34 @@ async def test_inspecting_while_a_runtime_serves(tmp_path: Path) -> None:
         assert code == 0, output
         assert "'n': 9" in output
         assert await counter.increment() == 10  # the runtime went on serving
+
+
+async def test_backup_while_serving_and_restore(tmp_path: Path) -> None:
+    data, copy, restored = tmp_path / "data", tmp_path / "copy", tmp_path / "restored"
+    async with open_runtime(data, objects={"COUNTER": Counter}) as rt:
+        namespace = rt.namespace("COUNTER")
+        for name in ("a", "b", "c"):
+            await namespace.get_by_name(name).increment(len(name) + 1)
+        await namespace.get_by_name("a").increment()  # a: 3
+        code, output = await trio.to_thread.run_sync(lambda: invoke("backup", str(data),
+                                                                    str(copy)))
+        assert code == 0, output
+        assert "backed up 3 objects" in output
+        assert await namespace.get_by_name("a").increment() == 4  # served throughout
+    code, output = invoke("backup", str(data), str(copy))
+    assert code == 1
+    assert "is not empty" in output
+    code, output = invoke("restore", str(copy), str(restored))
+    assert code == 0, output
+    assert "restored 3 objects" in output
+    code, output = invoke("restore", str(copy), str(restored))
+    assert code == 1
+    assert "already exist" in output
+    async with open_runtime(restored, objects={"COUNTER": Counter}) as rt:
+        namespace = rt.namespace("COUNTER")
+        assert [await namespace.get_by_name(n).value() for n in "abc"] == [3, 2, 2]
+        # Restoring over objects that are being served is refused.
+        code, output = await trio.to_thread.run_sync(
+            lambda: invoke("restore", str(copy), str(restored), "--overwrite"))
+        assert code == 1
+        assert "is being served" in output

@@ -1,0 +1,111 @@
+"""``dobox backup`` and ``dobox restore``: copies of every object file of a data directory.
+
+A backup reads each object file with SQLite's backup API through a read-only connection,
+so it is a consistent snapshot of that object's last commit even while a runtime or server
+is writing it (objects are consistent one by one; there is no cross-object snapshot, as
+there is no cross-object transaction). The alarm index is not copied: a data directory
+without one rebuilds it from the object files when a runtime first opens it.
+
+A restore copies the files back into a data directory whose objects nobody is serving:
+each target file is locked while it is written, and an object that already exists is
+refused unless ``overwrite`` is set.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from storage import ObjectLockedError
+from storage._lock import acquire_file_lock
+
+from ._inspect import InspectError
+
+_OBJECT_FILE = re.compile(r"[0-9a-f]{64}\.sqlite")
+
+
+def object_files(root: Path) -> Iterator[Path]:
+    """Every object file under ``root`` (tenants included), as paths relative to it."""
+    if not root.is_dir():
+        raise InspectError(f"{root} is not a directory")
+    for path in sorted(root.rglob("*.sqlite")):
+        relative = path.relative_to(root)
+        if _OBJECT_FILE.fullmatch(path.name) and not relative.parts[0].startswith("."):
+            yield relative
+
+
+def backup(
+    data: Path, destination: Path, *, progress: Callable[[Path], None] | None = None
+) -> int:
+    """Copy every object of ``data`` into ``destination`` (which must be empty or absent).
+    How many objects were copied."""
+    if destination.exists() and any(destination.iterdir()):
+        raise InspectError(f"{destination} is not empty: back up into a new directory")
+    count = 0
+    for relative in object_files(data):
+        target = destination / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _copy(data / relative, target, read_only_source=True)
+        count += 1
+        if progress is not None:
+            progress(relative)
+    return count
+
+
+def restore(backup_dir: Path, data: Path, *, overwrite: bool = False,
+            progress: Callable[[Path], None] | None = None) -> int:
+    """Copy every object of ``backup_dir`` into ``data``. How many were restored.
+
+    Raises:
+        InspectError: an object exists in ``data`` and ``overwrite`` is not set, or one is
+            being served (its file is locked).
+    """
+    files = list(object_files(backup_dir))
+    if not overwrite:
+        existing = [relative for relative in files if (data / relative).exists()]
+        if existing:
+            raise InspectError(
+                f"{len(existing)} of the objects to restore already exist in {data} (the "
+                f"first: {existing[0]}); pass --overwrite to replace them"
+            )
+    count = 0
+    for relative in files:
+        target = data / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            lock = acquire_file_lock(str(target))
+        except ObjectLockedError as exc:
+            raise InspectError(
+                f"{target} is being served; stop the runtime or server before restoring"
+            ) from exc
+        try:
+            _copy(backup_dir / relative, target, read_only_source=True)
+        finally:
+            lock.release()
+        count += 1
+        if progress is not None:
+            progress(relative)
+    index = data / ".alarms.sqlite"
+    if count and index.exists():
+        # Rebuilt from the restored files at the next start.
+        for stale in (index, *index.parent.glob(".alarms.sqlite-*")):
+            stale.unlink()
+    return count
+
+
+def _copy(source: Path, target: Path, *, read_only_source: bool) -> None:
+    uri = f"file:{source}?mode=ro" if read_only_source else str(source)
+    try:
+        reader = sqlite3.connect(uri, uri=read_only_source, timeout=5)
+        try:
+            writer = sqlite3.connect(target)
+            try:
+                reader.backup(writer)
+            finally:
+                writer.close()
+        finally:
+            reader.close()
+    except sqlite3.Error as exc:
+        raise InspectError(f"copying {source} to {target} failed: {exc}") from exc
