@@ -1,0 +1,102 @@
+"""The asyncio-to-trio bridge: trio as a guest of an asyncio loop (as under uvicorn)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+import trio
+
+from runtime import open_runtime
+from runtime._guest import TrioPortal, open_trio_guest
+from tests.helpers import Counter
+
+
+def run_asyncio(main: object) -> object:
+    """asyncio.run, from a sync test (pytest-trio runs async tests in trio)."""
+    return asyncio.run(main)  # type: ignore[arg-type]
+
+
+def test_calls_return_results_and_raise_errors() -> None:
+    async def main() -> list[object]:
+        async with open_trio_guest() as portal:
+            async def double(x: int) -> int:
+                await trio.lowlevel.checkpoint()
+                return 2 * x
+
+            async def fail() -> None:
+                raise KeyError("from trio")
+
+            results: list[object] = [await portal.call(double, 21)]
+            with pytest.raises(KeyError, match="from trio"):
+                await portal.call(fail)
+            results.append(await portal.call(double, 2))  # the portal outlives an error
+            return results
+
+    assert run_asyncio(main()) == [42, 4]
+
+
+def test_cancelling_the_asyncio_caller_cancels_the_trio_task() -> None:
+    state: dict[str, object] = {}
+
+    async def main() -> None:
+        async with open_trio_guest() as portal:
+            async def slow() -> None:
+                try:
+                    await trio.sleep_forever()
+                finally:
+                    state["trio side cleaned up"] = True
+
+            task = asyncio.create_task(portal.call(slow))
+            await asyncio.sleep(0.05)
+            task.cancel()  # a client disconnecting
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await asyncio.sleep(0.05)
+
+    run_asyncio(main())
+    assert state == {"trio side cleaned up": True}
+
+
+def test_the_runtime_serves_asyncio_callers_and_drains_on_exit(tmp_path: Path) -> None:
+    async def main() -> list[int]:
+        async with open_trio_guest() as portal:
+            async def serve(task_status: trio.TaskStatus[object] = trio.TASK_STATUS_IGNORED
+                            ) -> None:
+                async with open_runtime(tmp_path, objects={"COUNTER": Counter}) as runtime:
+                    task_status.started(runtime)
+                    await trio.sleep_forever()
+
+            runtime = await portal.start(serve)
+            counter = runtime.namespace("COUNTER").get_by_name("a")  # type: ignore[attr-defined]
+            return list(await asyncio.gather(*(portal.call(counter.increment)
+                                               for _ in range(50))))
+
+    assert sorted(run_asyncio(main())) == list(range(1, 51))  # type: ignore[arg-type]
+
+    async def check() -> int:
+        async with open_runtime(tmp_path, objects={"COUNTER": Counter}) as runtime:
+            return await runtime.namespace("COUNTER").get_by_name("a").value()  # type: ignore[no-any-return]
+
+    assert trio.run(check) == 50
+
+
+def test_an_error_that_ends_the_trio_run_is_raised_on_exit() -> None:
+    async def main() -> None:
+        async with open_trio_guest() as portal:
+            async def crash(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                            ) -> None:
+                task_status.started()
+                raise RuntimeError("trio broke")
+
+            await portal.start(crash)
+            await asyncio.sleep(0.05)
+
+    with pytest.raises(BaseExceptionGroup) as info:
+        run_asyncio(main())
+    assert info.group_contains(RuntimeError, match="trio broke")
+
+
+def test_portal_type_is_exported_for_the_server() -> None:
+    assert TrioPortal.__name__ == "TrioPortal"
