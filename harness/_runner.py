@@ -13,7 +13,6 @@ End of input or SIGTERM shuts the runtime down gracefully; SIGKILL is what crash
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import signal
 import sys
@@ -23,17 +22,7 @@ import trio
 
 from actors import DurableObject, RemoteError
 from runtime import Runtime, open_runtime
-
-
-def load_objects(spec: str) -> Mapping[str, type[DurableObject]]:
-    """``package.module:NAME`` -> the objects mapping it names."""
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise SystemExit(f"--objects must look like package.module:OBJECTS, not {spec!r}")
-    objects: Mapping[str, type[DurableObject]] = getattr(
-        importlib.import_module(module_name), attribute
-    )
-    return objects
+from runtime._load import load_objects
 
 
 async def serve(data: str, objects: Mapping[str, type[DurableObject]], durability: str) -> None:

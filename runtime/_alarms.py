@@ -169,7 +169,7 @@ class AlarmScheduler:
         self._router = router
         self._index = index
         self._classes = dict(classes)
-        self._keys = {binding: namespace_key(binding) for binding in classes}
+        self._keys = {binding: namespace_key(router.id_scope + binding) for binding in classes}
         self._limiter = trio.CapacityLimiter(max_concurrent)
         self.retry_jitter = retry_jitter
         self.rng = rng or random.Random()

@@ -7,8 +7,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
-from collections.abc import Callable
+import tomllib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -18,6 +21,7 @@ import trio
 from actors import DurableObject
 from storage import ForbiddenSqlError
 
+from ._asgi import DoboxApp
 from ._backup import backup, object_files, restore
 from ._inspect import (
     InspectError,
@@ -27,6 +31,7 @@ from ._inspect import (
     read_only_sql,
     user_tables,
 )
+from ._load import load_objects
 from ._runtime import open_runtime
 
 T = TypeVar("T")
@@ -111,6 +116,60 @@ _DATA = click.argument(
     "data", type=click.Path(exists=True, file_okay=False, path_type=Path)
 )
 _TENANT = click.option("--tenant", default=None, help="A server tenant's objects.")
+
+
+@main.command()
+@click.argument("objects_spec", metavar="MODULE:OBJECTS")
+@click.option("--data", type=click.Path(file_okay=False, path_type=Path), default=Path("data"),
+              show_default=True, help="Directory of the tenants' object files.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind (without --tokens, always 127.0.0.1).")
+@click.option("--port", type=int, default=8787, show_default=True)
+@click.option("--tokens", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="TOML file of tenants and their bearer tokens.")
+def serve(objects_spec: str, data: Path, host: str, port: int, tokens: Path | None) -> None:
+    """Serve the objects named by MODULE:OBJECTS (a dict of binding to class) over HTTP."""
+    import uvicorn  # imported here: the other commands do not need a server
+
+    try:
+        objects = load_objects(objects_spec)
+    except (ValueError, ImportError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    tenant_tokens = _read_tokens(tokens) if tokens is not None else None
+    if tenant_tokens is None and host != "127.0.0.1":
+        click.echo("without --tokens the server binds to 127.0.0.1 only", err=True)
+        host = "127.0.0.1"
+    app = DoboxApp(data, objects, tokens=tenant_tokens)
+    config = uvicorn.Config(app, host=host, port=port, loop="uvloop", http="httptools",
+                            lifespan="on", log_level="warning")
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, so the process
+            # ends "killed by SIGTERM"; dobox drains, commits and exits 0, as documented.
+            previous = {sig: signal.signal(sig, self.handle_exit)
+                        for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    Server(config).run()
+
+
+def _read_tokens(path: Path) -> dict[str, str]:
+    try:
+        tenants = tomllib.loads(path.read_text()).get("tenants", {})
+        tokens = {name: str(entry["token"]) for name, entry in tenants.items()}
+    except (tomllib.TOMLDecodeError, KeyError, AttributeError, TypeError) as exc:
+        raise click.ClickException(
+            f"{path}: expected [tenants.NAME] tables each with a token = \"...\" ({exc})"
+        ) from exc
+    if not tokens:
+        raise click.ClickException(f"{path} names no tenants")
+    return tokens
 
 
 @main.command(name="ls")

@@ -38,7 +38,7 @@ class Namespace:
         self._router = router
         self.binding = binding
         self.cls = cls
-        self._key = namespace_key(binding)
+        self._key = namespace_key(router.id_scope + binding)
         self._methods = rpc_method_names(cls)
 
     def __repr__(self) -> str:

@@ -62,8 +62,12 @@ class Router:
         max_live_objects: int,
         max_queued_per_object: int,
         event_timeout: float | None,
+        id_scope: str = "",
     ) -> None:
         self.nursery = nursery
+        self.id_scope = id_scope
+        """Mixed into every namespace's id key: the server gives each tenant its own, so the
+        same name in two tenants is two different ids."""
         self.data_dir = data_dir
         self.coordinator = coordinator
         self.env = env

@@ -119,6 +119,7 @@ async def open_runtime(
     max_concurrent_alarms: int = 100,
     alarm_retry_jitter: float = 0.25,
     coordinator: Coordinator | None = None,
+    id_scope: str = "",
 ) -> AsyncIterator[Runtime]:
     """Host ``objects`` (binding name -> ``DurableObject`` subclass) over ``data_dir``.
 
@@ -139,6 +140,8 @@ async def open_runtime(
       restart are spread behind this limit).
     - ``alarm_retry_jitter``: the random extra on each alarm retry's delay, as a fraction of
       it (Durable Objects: up to 25%); 0 makes retries land on exact times, for tests.
+    - ``id_scope``: a prefix of every namespace's id key (the server passes ``"<tenant>/"``,
+      so that the same name in two tenants gives two ids). Changing it changes every id.
 
     Raises:
         ValueError, TypeError: for bad bindings, classes or options.
@@ -162,6 +165,7 @@ async def open_runtime(
             max_live_objects=max_live_objects,
             max_queued_per_object=max_queued_per_object,
             event_timeout=event_timeout,
+            id_scope=id_scope,
         )
         runtime = Runtime(router, objects)
         router.env.update(env or {})

@@ -1,0 +1,306 @@
+"""The HTTP face of dobox: an ASGI application serving objects per tenant.
+
+Routes (DESIGN.md, "The server"):
+
+- ``GET /healthz``: ``ok``.
+- ``POST /{tenant}/{namespace}/{name}/rpc/{method}`` with a JSON body
+  ``{"args": [...], "kwargs": {...}}``: calls the method; answers ``{"result": ...}``.
+- ``/{tenant}/{namespace}/{name}/{path...}``, any method: forwarded to the object's
+  ``fetch`` with the path after the name and the query string, headers and body intact.
+
+Each tenant has its own runtime over ``<data>/tenants/<tenant>/`` and its own id keys, so
+one name in two tenants is two objects. With a tokens file, a request must carry
+``Authorization: Bearer <that tenant's token>`` (401 without one, 403 with another
+tenant's); without one, the only tenant is ``default``. Nothing is activated for a request
+refused by authentication or routing. Errors are JSON, ``{"error": {"type", "message",
+"remote", "retryable", "overloaded", "reset"}}``, with a fitting status.
+
+The runtimes run in trio, a guest of the server's asyncio loop (see ``_guest``).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hmac
+import json
+import math
+import re
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import TypeAlias
+
+import httpx
+import trio
+
+from actors import (
+    DurableObject,
+    InvalidObjectId,
+    ObjectResetError,
+    OverloadedError,
+    RemoteError,
+    RuntimeClosedError,
+    UnknownMethodError,
+)
+from storage import DoboxError, UnsupportedValueError
+
+from ._guest import TrioPortal, open_trio_guest
+from ._runtime import Runtime, open_runtime
+
+Scope: TypeAlias = MutableMapping[str, object]
+Message: TypeAlias = MutableMapping[str, object]
+Receive: TypeAlias = Callable[[], Awaitable[Message]]
+Send: TypeAlias = Callable[[Message], Awaitable[None]]
+
+DEFAULT_TENANT = "default"
+_TENANT = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+class HttpError(Exception):
+    """An error answered with ``status`` and dobox's JSON error body."""
+
+    def __init__(self, status: int, type_name: str, message: str, *,
+                 headers: Mapping[str, str] | None = None, remote: bool = False,
+                 retryable: bool = False, overloaded: bool = False, reset: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.headers = dict(headers or {})
+        self.body = {"error": {"type": type_name, "message": message, "remote": remote,
+                               "retryable": retryable, "overloaded": overloaded,
+                               "reset": reset}}
+
+
+class DoboxApp:
+    """The ASGI application (``dobox serve`` runs it under uvicorn)."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        objects: Mapping[str, type[DurableObject]],
+        *,
+        tokens: Mapping[str, str] | None = None,
+        max_body: int = 1 << 20,
+        request_timeout: float = 30.0,
+        runtime_options: Mapping[str, object] | None = None,
+    ) -> None:
+        self.data_dir = data_dir
+        self.objects = dict(objects)
+        self.tokens = dict(tokens) if tokens is not None else None
+        self.max_body = max_body
+        self.request_timeout = request_timeout
+        self.runtime_options = dict(runtime_options or {})
+        self._exit_stack = AsyncExitStack()
+        self._portal: TrioPortal | None = None
+        self._runtimes: dict[str, Runtime] = {}
+        self._starting: dict[str, trio.Event] = {}
+
+    # -- ASGI -------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "http":
+            try:
+                await self._http(scope, receive, send)
+            except HttpError as error:
+                await _send_json(send, error.status, error.body, error.headers)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self._portal = await self._exit_stack.enter_async_context(open_trio_guest())
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self._exit_stack.aclose()  # trio drains every runtime, then stops
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = str(scope["path"])
+        if path == "/healthz":
+            await _send_text(send, 200, "ok")
+            return
+        parts = path.split("/")
+        if len(parts) < 4 or parts[0] != "":
+            raise HttpError(404, "NotFound", "use /{tenant}/{namespace}/{name}/rpc/{method} "
+                            "or /{tenant}/{namespace}/{name}/{path}")
+        tenant, binding, name = parts[1], parts[2], parts[3]
+        self._authorize(tenant, _headers(scope))
+        if binding not in self.objects:
+            raise HttpError(404, "NotFound", f"tenant {tenant!r} has no namespace {binding!r}")
+        rest = parts[4:]
+        body = await _read_body(receive, self.max_body)
+        if len(rest) == 2 and rest[0] == "rpc" and scope["method"] == "POST":
+            args, kwargs = _rpc_arguments(body)
+            result = await self._in_trio(self._rpc, tenant, binding, name, rest[1], args, kwargs)
+            await _send_json(send, 200, {"result": _to_json(result)})
+            return
+        query = scope.get("query_string", b"")
+        request = httpx.Request(
+            str(scope["method"]),
+            httpx.URL("http://dobox/" + "/".join(rest),
+                      query=query if isinstance(query, bytes) else b""),
+            headers=list(_headers(scope).items()),
+            content=body,
+        )
+        response = await self._in_trio(self._fetch, tenant, binding, name, request)
+        assert isinstance(response, httpx.Response)
+        await send({"type": "http.response.start", "status": response.status_code,
+                    "headers": [(k.encode(), v.encode()) for k, v in response.headers.items()]})
+        await send({"type": "http.response.body", "body": response.content})
+
+    def _authorize(self, tenant: str, headers: Mapping[str, str]) -> None:
+        if not _TENANT.fullmatch(tenant):
+            raise HttpError(404, "NotFound", f"no tenant {tenant[:80]!r}")
+        if self.tokens is None:
+            if tenant != DEFAULT_TENANT:
+                raise HttpError(404, "NotFound",
+                                f"no tenant {tenant!r}: this server serves only 'default'")
+            return
+        given = headers.get("authorization", "")
+        if not given.startswith("Bearer "):
+            raise HttpError(401, "Unauthorized", "send Authorization: Bearer <tenant token>",
+                            headers={"www-authenticate": "Bearer"})
+        expected = self.tokens.get(tenant)
+        token = given[len("Bearer "):].encode()
+        if expected is None or not hmac.compare_digest(token, expected.encode()):
+            raise HttpError(403, "Forbidden", f"this token does not open tenant {tenant!r}")
+
+    # -- inside trio ----------------------------------------------------------------------------
+
+    async def _in_trio(self, fn: Callable[..., Awaitable[object]], *args: object) -> object:  # type: ignore[explicit-any]  # forwards fn's arguments
+        if self._portal is None:
+            raise HttpError(503, "Unavailable", "the server is starting", retryable=True)
+        try:
+            return await self._portal.call(fn, *args)
+        except HttpError:
+            raise
+        except BaseException as exc:
+            raise _http_error(exc) from exc
+
+    async def _runtime(self, tenant: str) -> Runtime:
+        runtime = self._runtimes.get(tenant)
+        if runtime is not None:
+            return runtime
+        starting = self._starting.get(tenant)
+        if starting is None:
+            self._starting[tenant] = starting = trio.Event()
+            assert self._portal is not None
+            await self._portal._nursery.start(self._serve_tenant, tenant)
+            starting.set()
+        else:
+            await starting.wait()
+        return self._runtimes[tenant]
+
+    async def _serve_tenant(
+        self, tenant: str, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        async with open_runtime(self.data_dir / "tenants" / tenant, self.objects,
+                                id_scope=f"{tenant}/", **self.runtime_options) as runtime:  # type: ignore[arg-type]  # checked by open_runtime
+            self._runtimes[tenant] = runtime
+            task_status.started()
+            await trio.sleep_forever()
+
+    async def _rpc(self, tenant: str, binding: str, name: str, method: str,
+                   args: list[object], kwargs: dict[str, object]) -> object:
+        stub = (await self._runtime(tenant)).namespace(binding).get_by_name(name)
+        with trio.fail_after(self.request_timeout):
+            call = getattr(stub, method)
+            return await call(*args, **kwargs)
+
+    async def _fetch(self, tenant: str, binding: str, name: str,
+                     request: httpx.Request) -> httpx.Response:
+        stub = (await self._runtime(tenant)).namespace(binding).get_by_name(name)
+        with trio.fail_after(self.request_timeout):
+            response: httpx.Response = await stub.fetch(request)
+            return response
+
+
+def _http_error(exc: BaseException) -> HttpError:
+    """The HTTP answer for an error raised while serving a request."""
+    message = str(exc)
+    if isinstance(exc, OverloadedError):
+        return HttpError(503, "OverloadedError", message, headers={"retry-after": "1"},
+                         remote=True, overloaded=True)
+    if isinstance(exc, ObjectResetError):
+        return HttpError(503, exc.type_name, message, headers={"retry-after": "1"},
+                         remote=True, retryable=True, reset=True)
+    if isinstance(exc, RemoteError):
+        return HttpError(500, exc.type_name, message, remote=True, retryable=exc.retryable)
+    if isinstance(exc, UnknownMethodError):
+        return HttpError(404, "UnknownMethodError", message)
+    if isinstance(exc, InvalidObjectId | UnsupportedValueError | TypeError):
+        return HttpError(400, type(exc).__name__, message)
+    if isinstance(exc, trio.TooSlowError):
+        return HttpError(504, "Timeout", "the request ran past the server's time limit")
+    if isinstance(exc, RuntimeClosedError):
+        return HttpError(503, "RuntimeClosedError", message, retryable=True)
+    if isinstance(exc, DoboxError):
+        return HttpError(500, type(exc).__name__, message)
+    return HttpError(500, "InternalError", f"{type(exc).__name__}: {message}")
+
+
+def _rpc_arguments(body: bytes) -> tuple[list[object], dict[str, object]]:
+    try:
+        payload = json.loads(body or b"{}")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise HttpError(400, "MalformedJSON", f"the body is not JSON: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise HttpError(400, "MalformedJSON", 'the body must be {"args": [...], "kwargs": {}}')
+    args, kwargs = payload.get("args", []), payload.get("kwargs", {})
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        raise HttpError(400, "MalformedJSON", '"args" must be a list and "kwargs" an object')
+    return args, kwargs
+
+
+def _to_json(value: object) -> object:
+    """Codec values as JSON: tuples as lists, bytes as {"$bytes": base64}, dates ISO 8601,
+    timedeltas as seconds, non-finite floats as strings."""
+    if isinstance(value, list | tuple):
+        return [_to_json(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _to_json(item) for key, item in value.items()}
+    if isinstance(value, bytes):
+        return {"$bytes": base64.b64encode(value).decode()}
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {bytes(k).decode("latin-1").lower(): bytes(v).decode("latin-1")
+            for k, v in scope["headers"]}  # type: ignore[attr-defined]
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    body = bytearray()
+    while True:
+        message = await receive()
+        chunk = message.get("body", b"")
+        if isinstance(chunk, bytes):
+            body += chunk
+        if len(body) > limit:
+            raise HttpError(413, "PayloadTooLarge", f"the body is over {limit:,} bytes")
+        if not message.get("more_body"):
+            return bytes(body)
+
+
+async def _send_json(send: Send, status: int, payload: object,
+                     headers: Mapping[str, str] | None = None) -> None:
+    body = json.dumps(payload).encode()
+    header_list = [(b"content-type", b"application/json"),
+                   *((k.encode(), v.encode()) for k, v in (headers or {}).items())]
+    await send({"type": "http.response.start", "status": status, "headers": header_list})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _send_text(send: Send, status: int, text: str) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": text.encode()})
