@@ -35,7 +35,8 @@ def test_demo_remembers_between_runs(tmp_path: Path) -> None:
 def test_every_command_has_help() -> None:
     runner = CliRunner()
     for args in (["--help"], ["demo", "--help"], ["ls", "--help"], ["inspect", "--help"],
-                 ["sql", "--help"], ["backup", "--help"], ["restore", "--help"]):
+                 ["sql", "--help"], ["backup", "--help"], ["restore", "--help"],
+                 ["serve", "--help"]):
         result = runner.invoke(main, args)
         assert result.exit_code == 0
         assert "Usage: " in result.output
