@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -417,6 +418,7 @@ class Actor:
         alarm_at = storage.get_alarm_sync() if alarms is not None else None
         try:
             if storage.has_uncommitted_writes:
+                started = time.perf_counter()
                 self.router.commits += 1
                 if alarms is not None:  # the index may hold more than the files, never less
                     alarms.before_commit(self.key, self.binding, self.id.hex, alarm_at)
@@ -424,6 +426,7 @@ class Actor:
                     await storage.sync()  # the fsync runs in a thread; other objects go on
                 else:
                     storage.commit()
+                self.router.commit_seconds += time.perf_counter() - started
         except DoboxError as exc:
             self.reset(f"its writes could not be committed: {exc}", cause=exc)
             return

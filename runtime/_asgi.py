@@ -46,6 +46,7 @@ from actors import (
 from storage import DoboxError, UnsupportedValueError
 
 from ._guest import TrioPortal, open_trio_guest
+from ._metrics import ServerMetrics
 from ._runtime import Runtime, open_runtime
 
 Scope: TypeAlias = MutableMapping[str, object]
@@ -66,9 +67,10 @@ class HttpError(Exception):
         super().__init__(message)
         self.status = status
         self.headers = dict(headers or {})
-        self.body = {"error": {"type": type_name, "message": message, "remote": remote,
-                               "retryable": retryable, "overloaded": overloaded,
-                               "reset": reset}}
+        self.body: dict[str, dict[str, object]] = {"error": {
+            "type": type_name, "message": message, "remote": remote, "retryable": retryable,
+            "overloaded": overloaded, "reset": reset,
+        }}
 
 
 class DoboxApp:
@@ -94,6 +96,7 @@ class DoboxApp:
         self._portal: TrioPortal | None = None
         self._runtimes: dict[str, Runtime] = {}
         self._starting: dict[str, trio.Event] = {}
+        self.metrics = ServerMetrics(lambda: self._runtimes)
 
     # -- ASGI -------------------------------------------------------------------------------
 
@@ -101,10 +104,15 @@ class DoboxApp:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
         elif scope["type"] == "http":
+            route = _route_kind(str(scope["path"]), str(scope["method"]))
             try:
                 await self._http(scope, receive, send)
             except HttpError as error:
+                self.metrics.requests.labels(route, str(error.status)).inc()
+                self.metrics.errors.labels(error.body["error"]["type"]).inc()
                 await _send_json(send, error.status, error.body, error.headers)
+            else:
+                self.metrics.requests.labels(route, "200").inc()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -121,6 +129,11 @@ class DoboxApp:
         path = str(scope["path"])
         if path == "/healthz":
             await _send_text(send, 200, "ok")
+            return
+        if path == "/metrics":
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"text/plain; version=0.0.4")]})
+            await send({"type": "http.response.body", "body": self.metrics.render()})
             return
         parts = path.split("/")
         if len(parts) < 4 or parts[0] != "":
@@ -216,6 +229,16 @@ class DoboxApp:
         with trio.fail_after(self.request_timeout):
             response: httpx.Response = await stub.fetch(request)
             return response
+
+
+def _route_kind(path: str, method: str) -> str:
+    """The metrics label of a request's route."""
+    if path in ("/healthz", "/metrics"):
+        return path[1:]
+    parts = path.split("/")
+    if len(parts) == 6 and parts[4] == "rpc" and method == "POST":
+        return "rpc"
+    return "fetch" if len(parts) >= 4 else "other"
 
 
 def _http_error(exc: BaseException) -> HttpError:

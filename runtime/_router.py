@@ -102,6 +102,8 @@ class Router:
         self.resets = 0
         self.overloads = 0
         self.commits = 0
+        self.commit_seconds = 0.0
+        """Wall seconds spent committing (real time, for metrics: not trio's clock)."""
         # The runtime's wall clock: epoch seconds, advancing with trio's clock, from one
         # origin per trio run, so that runtimes restarted in one run (a test's, under
         # MockClock) agree on what time it is and on when alarms are due.

@@ -53,6 +53,8 @@ class RuntimeStatistics:
     """Events refused because their object's queue was full."""
     commits: int
     """Commits of objects' writes; fewer than write events when turns were coalesced."""
+    commit_seconds: float
+    """Wall-clock seconds spent in those commits (their fsyncs included)."""
 
 
 class Runtime:
@@ -100,6 +102,7 @@ class Runtime:
             resets=router.resets,
             overloads=router.overloads,
             commits=router.commits,
+            commit_seconds=router.commit_seconds,
         )
 
 

@@ -146,3 +146,16 @@ def test_tenants_and_tokens(tmp_path: Path) -> None:
         assert tenants == ["acme", "globex"]
     finally:
         server.stop()
+
+
+def test_metrics_in_prometheus_text_format(server: Server) -> None:
+    for _ in range(3):
+        rpc(server, "/default/COUNTER/a/rpc/increment")
+    rpc(server, "/default/COUNTER/a/rpc/fail", {"args": ["x"]})
+    text = httpx.get(f"{server.base}/metrics").text
+    assert 'dobox_requests_total{route="rpc",status="200"} 3.0' in text
+    assert 'dobox_requests_total{route="rpc",status="500"} 1.0' in text
+    assert 'dobox_errors_total{type="ValueError"} 1.0' in text
+    assert 'dobox_live_objects{tenant="default"} 1.0' in text
+    assert 'dobox_activations_total{tenant="default"} 1.0' in text
+    assert 'dobox_commit_seconds_count{tenant="default"} 3.0' in text
