@@ -1,6 +1,11 @@
 """Hosting Durable Objects: ``open_runtime``, namespaces and stubs, the coordinator, and the
 ``dobox`` command line."""
 
+from ._client import Client as Client
+from ._client import ClientError as ClientError
+from ._client import ClientNamespace as ClientNamespace
+from ._client import ClientStub as ClientStub
+from ._client import RetryPolicy as RetryPolicy
 from ._coordinator import Coordinator as Coordinator
 from ._coordinator import Lease as Lease
 from ._coordinator import SingleProcessCoordinator as SingleProcessCoordinator
@@ -13,9 +18,14 @@ from ._runtime import open_runtime as open_runtime
 
 __all__ = [
     "Call",
+    "Client",
+    "ClientError",
+    "ClientNamespace",
+    "ClientStub",
     "Coordinator",
     "Lease",
     "Namespace",
+    "RetryPolicy",
     "Runtime",
     "RuntimeStatistics",
     "SingleProcessCoordinator",

@@ -26,6 +26,7 @@ import hmac
 import json
 import math
 import re
+import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -135,7 +136,10 @@ class DoboxApp:
                         "headers": [(b"content-type", b"text/plain; version=0.0.4")]})
             await send({"type": "http.response.body", "body": self.metrics.render()})
             return
-        parts = path.split("/")
+        # Split the raw path, then decode each part: a name may hold an encoded "/".
+        raw = scope.get("raw_path")
+        raw_path = raw.decode("latin-1") if isinstance(raw, bytes) else path
+        parts = [urllib.parse.unquote(part) for part in raw_path.split("?")[0].split("/")]
         if len(parts) < 4 or parts[0] != "":
             raise HttpError(404, "NotFound", "use /{tenant}/{namespace}/{name}/rpc/{method} "
                             "or /{tenant}/{namespace}/{name}/{path}")
@@ -231,7 +235,7 @@ class DoboxApp:
             return response
 
 
-def _route_kind(path: str, method: str) -> str:
+def _route_kind(path: str, method: str) -> str:  # an approximation, for the metrics only
     """The metrics label of a request's route."""
     if path in ("/healthz", "/metrics"):
         return path[1:]

@@ -1,0 +1,180 @@
+"""A Python client for ``dobox serve``: the stub interface, over HTTP.
+
+::
+
+    async with Client("http://127.0.0.1:8787", tenant="acme", token="s3cret-acme") as client:
+        room = client.namespace("ROOM").get_by_name("lobby")
+        await room.post("hello")                  # a call: never retried
+        await room.idempotent.messages(limit=10)  # safe to repeat: retried when retryable
+
+Errors arrive as the same types an in-process stub raises: ``RemoteError`` (and, for
+builtin exceptions, a subclass of the builtin), ``OverloadedError``, ``ObjectResetError``,
+``UnknownMethodError``; authentication and routing failures as ``ClientError``. Calls made
+through ``stub.idempotent`` are retried on ``retryable`` errors and on lost connections,
+with exponential backoff (0.1 s doubling, at most 20 s, 3 attempts by default, as the
+Durable Objects docs suggest); nothing else is retried, and ``overloaded`` never is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from types import TracebackType
+
+import anyio
+import attrs
+import httpx
+
+from actors import ObjectResetError, OverloadedError, RemoteError, UnknownMethodError
+from actors._errors import remote_error_class
+from storage import DoboxError, Value
+
+
+class ClientError(DoboxError):
+    """The server refused the request itself (authentication, routing, a malformed call).
+    ``status`` is the HTTP status, ``type_name`` the server's error type."""
+
+    def __init__(self, message: str, *, status: int, type_name: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.type_name = type_name
+
+
+@attrs.frozen
+class RetryPolicy:
+    """How idempotent calls are retried."""
+
+    attempts: int = 3
+    base_delay: float = 0.1
+    max_delay: float = 20.0
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        return float(min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+
+
+class Client:
+    """Calls objects served by ``dobox serve``; close it (or use ``async with``)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        tenant: str = "default",
+        token: str | None = None,
+        retry: RetryPolicy = RetryPolicy(),
+        timeout: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        headers = {"authorization": f"Bearer {token}"} if token is not None else {}
+        self._http = httpx.AsyncClient(base_url=base_url, headers=headers, timeout=timeout,
+                                       transport=transport)
+        self.tenant = tenant
+        self.retry = retry
+
+    def namespace(self, binding: str) -> ClientNamespace:
+        return ClientNamespace(self, binding)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def call(self, binding: str, name: str, method: str, args: tuple[object, ...],
+                   kwargs: dict[str, object], *, idempotent: bool) -> Value:
+        """One RPC call, retried as the module docstring says when ``idempotent``."""
+        path = f"/{self.tenant}/{binding}/{_quote(name)}/rpc/{method}"
+        attempts = self.retry.attempts if idempotent else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                response = await self._http.post(path, json={"args": list(args),
+                                                              "kwargs": kwargs})
+                return _result_of(response)
+            except (RemoteError, httpx.TransportError) as exc:
+                retryable = (isinstance(exc, httpx.TransportError)
+                             or (exc.retryable and not exc.overloaded))
+                if not retryable or attempt == attempts:
+                    raise
+                await anyio.sleep(self.retry.delay(attempt))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def fetch(self, binding: str, name: str, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` to the object's ``fetch``: its URL's path and query become the
+        path and query after the object's name."""
+        url = request.url
+        path = f"/{self.tenant}/{binding}/{_quote(name)}{url.raw_path.decode()}"
+        forwarded = httpx.Request(request.method, self._http.base_url.join(path),
+                                  headers=request.headers, content=request.read())
+        return await self._http.send(forwarded)
+
+
+class ClientNamespace:
+    def __init__(self, client: Client, binding: str) -> None:
+        self._client = client
+        self.binding = binding
+
+    def get_by_name(self, name: str) -> ClientStub:
+        return ClientStub(self._client, self.binding, name, idempotent=False)
+
+
+class ClientStub:
+    """``await stub.method(*args, **kwargs)``; ``stub.idempotent`` for calls safe to retry."""
+
+    def __init__(self, client: Client, binding: str, name: str, *, idempotent: bool) -> None:
+        self._client = client
+        self._binding = binding
+        self.name = name
+        self._idempotent = idempotent
+
+    @property
+    def idempotent(self) -> ClientStub:
+        """The same object, with calls retried on retryable errors."""
+        return ClientStub(self._client, self._binding, self.name, idempotent=True)
+
+    async def fetch(self, request: httpx.Request) -> httpx.Response:
+        return await self._client.fetch(self._binding, self.name, request)
+
+    def __getattr__(self, method: str) -> Callable[..., Coroutine[object, object, Value]]:  # type: ignore[explicit-any]  # any RPC signature
+        if method.startswith("_"):
+            raise AttributeError(method)
+
+        async def call(*args: object, **kwargs: object) -> Value:
+            return await self._client.call(self._binding, self.name, method, args, kwargs,
+                                           idempotent=self._idempotent)
+
+        return call
+
+
+def _quote(name: str) -> str:
+    return httpx.URL("/" + name).raw_path.decode()[1:].replace("/", "%2F")
+
+
+def _result_of(response: httpx.Response) -> Value:
+    try:
+        payload = response.json()
+    except ValueError as exc:
+        raise ClientError(f"the server answered {response.status_code} without JSON",
+                          status=response.status_code, type_name="NotJSON") from exc
+    if response.status_code == 200:
+        return payload["result"]
+    error = payload.get("error", {}) if isinstance(payload, dict) else {}
+    type_name = str(error.get("type", "Error"))
+    message = str(error.get("message", response.text))
+    if error.get("overloaded"):
+        raise OverloadedError(message)
+    if error.get("reset"):
+        raise ObjectResetError(message, type_name=type_name)
+    if error.get("remote"):
+        raise remote_error_class(type_name)(message, type_name=type_name,
+                                            retryable=bool(error.get("retryable")))
+    if type_name == "UnknownMethodError":
+        raise UnknownMethodError(message)
+    if error.get("retryable"):  # the server is starting or shutting down
+        raise RemoteError(message, type_name=type_name, remote=False, retryable=True)
+    raise ClientError(message, status=response.status_code, type_name=type_name)

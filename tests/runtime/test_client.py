@@ -1,0 +1,104 @@
+"""The Python client: the stub interface over HTTP, typed errors, retries."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+import trio.testing
+
+from actors import ObjectResetError, OverloadedError, RemoteError, UnknownMethodError
+from runtime import Client, ClientError, RetryPolicy
+from tests.runtime.test_server import Server
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    running = Server(tmp_path)
+    yield running
+    running.stop()
+
+
+async def test_calls_and_typed_errors_against_the_real_server(server: Server) -> None:
+    async with Client(server.base) as client:
+        counter = client.namespace("COUNTER").get_by_name("a/b c")  # any name
+        assert await counter.increment(2) == 2
+        assert await counter.idempotent.value() == 2
+        with pytest.raises(ValueError, match="no good") as info:
+            await counter.fail("no good")
+        assert isinstance(info.value, RemoteError)
+        assert info.value.remote
+        with pytest.raises(UnknownMethodError):
+            await counter.nope()
+        response = await client.namespace("WEB").get_by_name("w").fetch(
+            httpx.Request("POST", "http://ignored/x/y?q=1", content=b"body"))
+        assert response.status_code == 201
+        assert response.json()["path"] == "/x/y"
+        assert response.json()["query"] == "q=1"
+    async with Client(server.base, tenant="elsewhere") as client:
+        with pytest.raises(ClientError) as refused:
+            await client.namespace("COUNTER").get_by_name("a").value()
+        assert refused.value.status == 404
+
+
+def scripted(*answers: tuple[int, dict[str, object]]) -> tuple[httpx.MockTransport, list[int]]:
+    """A transport answering the given (status, body) in turn; it counts the requests."""
+    seen: list[int] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(1)
+        status, body = answers[min(len(seen), len(answers)) - 1]
+        return httpx.Response(status, content=json.dumps(body).encode())
+
+    return httpx.MockTransport(handle), seen
+
+
+RESET = (503, {"error": {"type": "ObjectResetError", "message": "reset", "remote": True,
+                         "retryable": True, "overloaded": False, "reset": True}})
+OVERLOADED = (503, {"error": {"type": "OverloadedError", "message": "busy", "remote": True,
+                              "retryable": False, "overloaded": True, "reset": False}})
+OK = (200, {"result": 7})
+
+
+async def test_idempotent_calls_are_retried_with_backoff(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    transport, seen = scripted(RESET, RESET, OK)
+    async with Client("http://dobox", transport=transport) as client:
+        stub = client.namespace("C").get_by_name("x")
+        assert await stub.idempotent.value() == 7
+    assert len(seen) == 3
+    assert trio.current_time() == pytest.approx(0.1 + 0.2)  # 0.1 s, then doubled
+
+
+async def test_other_calls_are_not_retried() -> None:
+    transport, seen = scripted(RESET, OK)
+    async with Client("http://dobox", transport=transport) as client:
+        with pytest.raises(ObjectResetError):
+            await client.namespace("C").get_by_name("x").increment()
+    assert len(seen) == 1
+
+
+async def test_overloaded_is_never_retried_and_attempts_are_bounded(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    transport, seen = scripted(OVERLOADED)
+    async with Client("http://dobox", transport=transport) as client:
+        with pytest.raises(OverloadedError):
+            await client.namespace("C").get_by_name("x").idempotent.value()
+    assert len(seen) == 1
+    transport, seen = scripted(RESET)
+    async with Client("http://dobox", transport=transport,
+                      retry=RetryPolicy(attempts=4)) as client:
+        with pytest.raises(ObjectResetError):
+            await client.namespace("C").get_by_name("x").idempotent.value()
+    assert len(seen) == 4
+
+
+def test_retry_delays_double_up_to_the_cap() -> None:
+    policy = RetryPolicy(attempts=10, base_delay=0.1, max_delay=1.0)
+    assert [policy.delay(n) for n in range(1, 7)] == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
