@@ -1,0 +1,53 @@
+"""The examples, each served by the real server as its docstring says."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+import trio.testing
+
+from examples.rate_limiter.app import CAPACITY, TokenBucket
+from harness import open_server_process, open_test_runtime
+
+ROOT = Path(__file__).parent.parent.parent
+
+
+async def test_counter_over_http(tmp_path: Path) -> None:
+    async with open_server_process(tmp_path, "examples.counter.app:OBJECTS", cwd=ROOT) as server:
+        assert await server.call("COUNTER", "visits", "increment", 2) == 2
+        assert await server.call("COUNTER", "visits", "increment") == 3
+        async with httpx.AsyncClient(base_url=server.base_url) as client:
+            assert (await client.get("/default/COUNTER/visits/")).text == "3\n"
+            assert (await client.delete("/default/COUNTER/visits/")).status_code == 405
+        with pytest.raises(ValueError, match="positive int"):
+            await server.call("COUNTER", "visits", "increment", -1)
+        server.kill()
+        await server.restart()
+        assert await server.call("COUNTER", "visits", "count") == 3
+        await server.call("COUNTER", "visits", "reset")
+        assert await server.call("COUNTER", "visits", "count") == 0
+
+
+async def test_rate_limiter_over_http(tmp_path: Path) -> None:
+    async with open_server_process(tmp_path, "examples.rate_limiter.app:OBJECTS",
+                                   cwd=ROOT) as server:
+        answers = [await server.call("LIMITER", "client-7", "take") for _ in range(11)]
+        assert [a["allowed"] for a in answers] == [True] * 10 + [False]  # type: ignore[index]
+        assert answers[-1]["retry_after"] > 0  # type: ignore[index]
+        other = await server.call("LIMITER", "client-8", "take")
+        assert other["allowed"] is True  # type: ignore[index]
+
+
+async def test_rate_limiter_refills_on_virtual_time(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with open_test_runtime(tmp_path, {"LIMITER": TokenBucket}) as rt:
+        bucket = rt.namespace("LIMITER").get_by_name("k")
+        assert (await bucket.take(CAPACITY))["remaining"] == 0
+        refused = await bucket.take(3)
+        assert (refused["allowed"], refused["retry_after"]) == (False, 3.0)
+        await trio.sleep(3)
+        assert (await bucket.take(3))["allowed"] is True
