@@ -1,0 +1,174 @@
+"""The HTTP server under load from a second process on loopback.
+
+    python bench/bench_server.py [--seconds 10] [--touch 100000] [--dir bench/.data]
+
+Starts ``dobox serve`` (durability full) on a free port and measures, with ``wrk`` (one
+thread, so that the server keeps a core of the two) and a sequential httpx client:
+
+- sequential latency of a no-op RPC (median, p99, client included);
+- durable increments per second on one object, 32 connections;
+- durable increments per second spread round-robin over 1,000 objects, 32 connections;
+- a cold first request to an existing object (after a restart);
+- the server's RSS after touching 1,000 objects, and ``--touch`` objects.
+
+Needs ``wrk`` (Debian package ``wrk``). Nothing here is a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import trio
+from _common import run_with_scratch_dir
+
+ROOT = Path(__file__).parent.parent
+OBJECTS = "tests.runtime.server_objects:OBJECTS"
+ROUND_ROBIN = """
+counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format("POST", "/default/COUNTER/o" .. (counter % {objects}) .. "/rpc/increment",
+                    {{["Content-Type"] = "application/json"}}, "{{}}")
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Server:
+    def __init__(self, data: Path) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "runtime", "serve", OBJECTS, "--data", str(data),
+             "--port", str(self.port)], cwd=ROOT)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{self.base}/healthz").text == "ok":
+                    return
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def rss_mib(self) -> float:
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        match = re.search(r"VmRSS:\s+(\d+) kB", status)
+        return int(match.group(1)) / 1024 if match else float("nan")
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=120)
+
+
+def wrk(base: str, seconds: float, path: str = "", script: str | None = None) -> float:
+    """Requests per second that wrk reached (1 thread, 32 connections)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as lua:
+        lua.write(script or ('wrk.method = "POST"\nwrk.body = "{}"\n'
+                             'wrk.headers["Content-Type"] = "application/json"\n'))
+    try:
+        output = subprocess.run(
+            ["wrk", "-t1", "-c32", f"-d{int(seconds)}s", "-s", lua.name, base + path],
+            capture_output=True, text=True, check=True,
+        ).stdout
+    finally:
+        os.unlink(lua.name)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    if errors:
+        raise RuntimeError(f"wrk saw {errors.group(1)} failed responses:\n{output}")
+    match = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    assert match, output
+    return float(match.group(1))
+
+
+def sequential_latency(base: str, count: int = 2000) -> tuple[float, float]:
+    timings = []
+    with httpx.Client(base_url=base) as client:
+        for _ in range(count):
+            start = time.perf_counter()
+            client.post("/default/COUNTER/latency/rpc/value", json={})
+            timings.append(time.perf_counter() - start)
+    timings.sort()
+    return statistics.median(timings), timings[int(count * 0.99)]
+
+
+def touch(base: str, objects: int) -> None:
+    with httpx.Client(base_url=base) as client:
+        for i in range(objects):
+            client.post(f"/default/COUNTER/t{i}/rpc/value", json={})
+
+
+def cold_first_requests(data: Path, count: int = 200) -> float:
+    server = Server(data)
+    try:
+        touch(server.base, count)
+    finally:
+        server.stop()
+    server = Server(data)
+    try:
+        timings = []
+        with httpx.Client(base_url=server.base) as client:
+            for i in range(count):
+                start = time.perf_counter()
+                client.post(f"/default/COUNTER/t{i}/rpc/value", json={})
+                timings.append(time.perf_counter() - start)
+        return statistics.median(timings)
+    finally:
+        server.stop()
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    if shutil.which("wrk") is None:
+        raise SystemExit("bench_server.py needs wrk (apt-get install wrk)")
+    print(f"python {platform.python_version()}, trio {trio.__version__}, "
+          f"{os.cpu_count()} cores, {platform.machine()}")
+    data = args.dir / "server"
+    server = Server(data)
+    try:
+        median, p99 = sequential_latency(server.base)
+        one = wrk(server.base, args.seconds, "/default/COUNTER/hot/rpc/increment")
+        spread = wrk(server.base, args.seconds, script=ROUND_ROBIN.format(objects=1000))
+        touch(server.base, 1000)
+        rss_1000 = server.rss_mib()
+        if args.touch > 1000:
+            touch(server.base, args.touch)
+        rss_many = server.rss_mib()
+    finally:
+        server.stop()
+    cold = cold_first_requests(args.dir / "cold")
+    print(f"sequential no-op RPC latency: median {median * 1e3:.2f} ms, p99 {p99 * 1e3:.2f} ms")
+    print(f"durable increments, one object, 32 connections: {one:,.0f} /s")
+    print(f"durable increments over 1,000 objects, 32 connections: {spread:,.0f} /s")
+    print(f"cold first request to an existing object: median {cold * 1e3:.2f} ms")
+    print(f"server RSS after touching 1,000 objects: {rss_1000:.0f} MiB; after "
+          f"{max(args.touch, 1000):,}: {rss_many:.0f} MiB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--touch", type=int, default=100_000)
+    run_with_scratch_dir(parser, main_async)
+
+
+if __name__ == "__main__":
+    main()
