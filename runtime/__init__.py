@@ -15,6 +15,7 @@ from ._namespace import Stub as Stub
 from ._runtime import Runtime as Runtime
 from ._runtime import RuntimeStatistics as RuntimeStatistics
 from ._runtime import open_runtime as open_runtime
+from ._serve import serve as serve
 
 __all__ = [
     "Call",
@@ -31,4 +32,5 @@ __all__ = [
     "SingleProcessCoordinator",
     "Stub",
     "open_runtime",
+    "serve",
 ]

@@ -95,6 +95,8 @@ class DoboxApp:
         self.runtime_options = dict(runtime_options or {})
         self._exit_stack = AsyncExitStack()
         self._portal: TrioPortal | None = None
+        self._trio_nursery: trio.Nursery | None = None
+        """Set when the app runs inside trio itself (hypercorn's trio worker): no bridge."""
         self._runtimes: dict[str, Runtime] = {}
         self._starting: dict[str, trio.Event] = {}
         self.metrics = ServerMetrics(lambda: self._runtimes)
@@ -115,11 +117,18 @@ class DoboxApp:
             else:
                 self.metrics.requests.labels(route, "200").inc()
 
+    def run_in_trio(self, nursery: trio.Nursery) -> None:
+        """Serve from inside trio (hypercorn's trio worker): calls run directly, and tenant
+        runtimes live in ``nursery``, which the caller cancels to shut them down."""
+        self._trio_nursery = nursery
+
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self._portal = await self._exit_stack.enter_async_context(open_trio_guest())
+                if self._trio_nursery is None:  # under asyncio: trio as a guest
+                    self._portal = await self._exit_stack.enter_async_context(
+                        open_trio_guest())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self._exit_stack.aclose()  # trio drains every runtime, then stops
@@ -188,9 +197,11 @@ class DoboxApp:
     # -- inside trio ----------------------------------------------------------------------------
 
     async def _in_trio(self, fn: Callable[..., Awaitable[object]], *args: object) -> object:  # type: ignore[explicit-any]  # forwards fn's arguments
-        if self._portal is None:
+        if self._portal is None and self._trio_nursery is None:
             raise HttpError(503, "Unavailable", "the server is starting", retryable=True)
         try:
+            if self._portal is None:
+                return await fn(*args)  # already in trio
             return await self._portal.call(fn, *args)
         except HttpError:
             raise
@@ -204,8 +215,9 @@ class DoboxApp:
         starting = self._starting.get(tenant)
         if starting is None:
             self._starting[tenant] = starting = trio.Event()
-            assert self._portal is not None
-            await self._portal._nursery.start(self._serve_tenant, tenant)
+            nursery = self._trio_nursery or (self._portal._nursery if self._portal else None)
+            assert nursery is not None, "the app was not started"
+            await nursery.start(self._serve_tenant, tenant)
             starting.set()
         else:
             await starting.wait()
