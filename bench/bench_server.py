@@ -2,7 +2,8 @@
 
     python bench/bench_server.py [--seconds 10] [--touch 100000] [--dir bench/.data]
 
-Starts ``dobox serve`` (durability full) on a free port and measures, with ``wrk`` (one
+Starts ``dobox serve`` (durability full) on a free port, through the harness's
+``ServerProcess``, and measures, with ``wrk`` (one
 thread, so that the server keeps a core of the two) and a sequential httpx client:
 
 - sequential latency of a no-op RPC (median, p99, client included);
@@ -21,11 +22,8 @@ import os
 import platform
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,6 +31,8 @@ from pathlib import Path
 import httpx
 import trio
 from _common import run_with_scratch_dir
+
+from harness import ServerProcess, open_server_process
 
 ROOT = Path(__file__).parent.parent
 OBJECTS = "tests.runtime.server_objects:OBJECTS"
@@ -46,38 +46,10 @@ end
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class Server:
-    def __init__(self, data: Path) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "runtime", "serve", OBJECTS, "--data", str(data),
-             "--port", str(self.port)], cwd=ROOT)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{self.base}/healthz").text == "ok":
-                    return
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
-    def rss_mib(self) -> float:
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        match = re.search(r"VmRSS:\s+(\d+) kB", status)
-        return int(match.group(1)) / 1024 if match else float("nan")
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(timeout=120)
+def rss_mib(server: ServerProcess) -> float:
+    status = Path(f"/proc/{server.pid}/status").read_text()
+    match = re.search(r"VmRSS:\s+(\d+) kB", status)
+    return int(match.group(1)) / 1024 if match else float("nan")
 
 
 def wrk(base: str, seconds: float, path: str = "", script: str | None = None) -> float:
@@ -117,23 +89,21 @@ def touch(base: str, objects: int) -> None:
             client.post(f"/default/COUNTER/t{i}/rpc/value", json={})
 
 
-def cold_first_requests(data: Path, count: int = 200) -> float:
-    server = Server(data)
-    try:
-        touch(server.base, count)
-    finally:
-        server.stop()
-    server = Server(data)
-    try:
-        timings = []
-        with httpx.Client(base_url=server.base) as client:
-            for i in range(count):
-                start = time.perf_counter()
-                client.post(f"/default/COUNTER/t{i}/rpc/value", json={})
-                timings.append(time.perf_counter() - start)
-        return statistics.median(timings)
-    finally:
-        server.stop()
+async def cold_first_requests(server: ServerProcess, count: int = 200) -> float:
+    """Median first request to existing objects not live (after a graceful restart)."""
+    touch(server.base_url, count)
+    await server.restart()
+    return statistics.median(first_requests(server.base_url, count))
+
+
+def first_requests(base: str, count: int) -> list[float]:
+    timings = []
+    with httpx.Client(base_url=base) as client:
+        for i in range(count):
+            start = time.perf_counter()
+            client.post(f"/default/COUNTER/t{i}/rpc/value", json={})
+            timings.append(time.perf_counter() - start)
+    return timings
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -141,20 +111,19 @@ async def main_async(args: argparse.Namespace) -> None:
         raise SystemExit("bench_server.py needs wrk (apt-get install wrk)")
     print(f"python {platform.python_version()}, trio {trio.__version__}, "
           f"{os.cpu_count()} cores, {platform.machine()}")
-    data = args.dir / "server"
-    server = Server(data)
-    try:
-        median, p99 = sequential_latency(server.base)
-        one = wrk(server.base, args.seconds, "/default/COUNTER/hot/rpc/increment")
-        spread = wrk(server.base, args.seconds, script=ROUND_ROBIN.format(objects=1000))
-        touch(server.base, 1000)
-        rss_1000 = server.rss_mib()
+    # The load generators below block this trio task: the server is another process.
+    async with open_server_process(args.dir / "server", OBJECTS, cwd=ROOT) as server:
+        base = server.base_url
+        median, p99 = sequential_latency(base)
+        one = wrk(base, args.seconds, "/default/COUNTER/hot/rpc/increment")
+        spread = wrk(base, args.seconds, script=ROUND_ROBIN.format(objects=1000))
+        touch(base, 1000)
+        rss_1000 = rss_mib(server)
         if args.touch > 1000:
-            touch(server.base, args.touch)
-        rss_many = server.rss_mib()
-    finally:
-        server.stop()
-    cold = cold_first_requests(args.dir / "cold")
+            touch(base, args.touch)
+        rss_many = rss_mib(server)
+    async with open_server_process(args.dir / "cold", OBJECTS, cwd=ROOT) as server:
+        cold = await cold_first_requests(server)
     print(f"sequential no-op RPC latency: median {median * 1e3:.2f} ms, p99 {p99 * 1e3:.2f} ms")
     print(f"durable increments, one object, 32 connections: {one:,.0f} /s")
     print(f"durable increments over 1,000 objects, 32 connections: {spread:,.0f} /s")

@@ -33,10 +33,13 @@ from runtime import Client, RetryPolicy
 class ServerProcess:
     """A ``dobox serve`` subprocess over one data directory (see the module docstring)."""
 
-    def __init__(self, data_dir: Path, objects: str, *, cwd: Path | None) -> None:
+    def __init__(
+        self, data_dir: Path, objects: str, *, cwd: Path | None, tokens: Path | None = None
+    ) -> None:
         self.data_dir = data_dir
         self.objects = objects
         self.cwd = cwd
+        self.tokens = tokens
         self.port = _free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self._process: trio.Process | None = None
@@ -64,10 +67,12 @@ class ServerProcess:
             environment["PYTHONPATH"] = os.pathsep.join(
                 filter(None, [str(self.cwd), environment.get("PYTHONPATH")])
             )
+        command = [sys.executable, "-m", "runtime", "serve", self.objects, "--data",
+                   str(self.data_dir), "--port", str(self.port)]
+        if self.tokens is not None:
+            command += ["--tokens", str(self.tokens)]
         process = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "runtime", "serve", self.objects, "--data",
-             str(self.data_dir), "--port", str(self.port)],
-            cwd=self.cwd, env=environment, stdin=subprocess.DEVNULL,
+            command, cwd=self.cwd, env=environment, stdin=subprocess.DEVNULL,
         )
         self._process = process
         with trio.move_on_after(30):
@@ -137,10 +142,14 @@ async def open_server_process(
     objects: str,
     *,
     cwd: str | os.PathLike[str] | None = None,
+    tokens: str | os.PathLike[str] | None = None,
 ) -> AsyncIterator[ServerProcess]:
     """Start ``dobox serve`` over ``data_dir`` hosting ``objects`` (``module:NAME``,
-    importable from ``cwd``); on exit it is terminated gracefully (or reaped, if killed)."""
-    server = ServerProcess(Path(data_dir), objects, cwd=None if cwd is None else Path(cwd))
+    importable from ``cwd``; with ``tokens``, a tokens file as for ``--tokens``, and then
+    ``call`` cannot be used, being tokenless: use ``base_url``); on exit it is terminated
+    gracefully (or reaped, if killed)."""
+    server = ServerProcess(Path(data_dir), objects, cwd=None if cwd is None else Path(cwd),
+                           tokens=None if tokens is None else Path(tokens))
     await server.start()
     try:
         yield server

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -12,19 +12,19 @@ import trio
 import trio.testing
 
 from actors import ObjectResetError, OverloadedError, RemoteError, UnknownMethodError
+from harness import ServerProcess, open_server_process
 from runtime import Client, ClientError, RetryPolicy
-from tests.runtime.test_server import Server
+from tests.runtime.test_server import OBJECTS, ROOT
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    running = Server(tmp_path)
-    yield running
-    running.stop()
+async def server(tmp_path: Path) -> AsyncIterator[ServerProcess]:
+    async with open_server_process(tmp_path, OBJECTS, cwd=ROOT) as running:
+        yield running
 
 
-async def test_calls_and_typed_errors_against_the_real_server(server: Server) -> None:
-    async with Client(server.base) as client:
+async def test_calls_and_typed_errors_against_the_real_server(server: ServerProcess) -> None:
+    async with Client(server.base_url) as client:
         counter = client.namespace("COUNTER").get_by_name("a/b c")  # any name
         assert await counter.increment(2) == 2
         assert await counter.idempotent.value() == 2
@@ -39,7 +39,7 @@ async def test_calls_and_typed_errors_against_the_real_server(server: Server) ->
         assert response.status_code == 201
         assert response.json()["path"] == "/x/y"
         assert response.json()["query"] == "q=1"
-    async with Client(server.base, tenant="elsewhere") as client:
+    async with Client(server.base_url, tenant="elsewhere") as client:
         with pytest.raises(ClientError) as refused:
             await client.namespace("COUNTER").get_by_name("a").value()
         assert refused.value.status == 404
