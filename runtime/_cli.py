@@ -127,7 +127,11 @@ _TENANT = click.option("--tenant", default=None, help="A server tenant's objects
 @click.option("--port", type=int, default=8787, show_default=True)
 @click.option("--tokens", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=None, help="TOML file of tenants and their bearer tokens.")
-def serve(objects_spec: str, data: Path, host: str, port: int, tokens: Path | None) -> None:
+@click.option("--durability", type=click.Choice(["full", "normal", "off"]), default="full",
+              show_default=True, help="full: fsync every commit; normal: survive a crash of "
+              "the process, not of the machine; off: no syncing.")
+def serve(objects_spec: str, data: Path, host: str, port: int, tokens: Path | None,
+          durability: str) -> None:
     """Serve the objects named by MODULE:OBJECTS (a dict of binding to class) over HTTP."""
     import uvicorn  # imported here: the other commands do not need a server
 
@@ -139,7 +143,8 @@ def serve(objects_spec: str, data: Path, host: str, port: int, tokens: Path | No
     if tenant_tokens is None and host != "127.0.0.1":
         click.echo("without --tokens the server binds to 127.0.0.1 only", err=True)
         host = "127.0.0.1"
-    app = DoboxApp(data, objects, tokens=tenant_tokens)
+    app = DoboxApp(data, objects, tokens=tenant_tokens,
+                   runtime_options={"durability": durability})
     config = uvicorn.Config(app, host=host, port=port, loop="uvloop", http="httptools",
                             lifespan="on", log_level="warning")
 
