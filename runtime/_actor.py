@@ -227,7 +227,7 @@ class Actor:
         try:
             self.instance = self.cls(ObjectContext(self.id, storage, self), Env(self.router.env))
             await self.instance.on_start()
-            if storage.metadata.sync_pending:
+            if metadata.sync_pending:  # read above; on_start cannot change it
                 # Cleared by a schema change: refill from upstream (a class that clears
                 # without a sync() simply starts empty).
                 if is_sync_present(self.cls):

@@ -12,6 +12,7 @@ import logging
 import math
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 
 import trio
@@ -40,6 +41,16 @@ def _clock_origin() -> tuple[float, float]:
         origin = (time.time(), trio.current_time())
         _CLOCK_ORIGIN.set(origin)
         return origin
+
+
+def _pop_idle_since(order: OrderedDict[Actor, None], cutoff: float) -> Iterator[Actor]:
+    """Remove and yield, oldest first, the actors of ``order`` idle since before ``cutoff``."""
+    while order:
+        actor = next(iter(order))
+        if actor.last_active > cutoff:
+            return
+        del order[actor]
+        yield actor
 
 
 MAX_CLOSING = 64
@@ -90,9 +101,8 @@ class Router:
         """Running objects with nothing to do, the longest idle first."""
         self.connected_idle: OrderedDict[Actor, None] = OrderedDict()
         """Idle objects whose SQLite connection is still open, the longest idle first."""
-        self.running: OrderedDict[Event, Actor] = OrderedDict()
-        """Events whose handler is running, the oldest first, with their start times."""
-        self._started_at: dict[Event, float] = {}
+        self.running: OrderedDict[Event, tuple[Actor, float]] = OrderedDict()
+        """Events whose handler is running, the oldest first, with their actor and start."""
         self._timer: trio.CancelScope | None = None
         self._made_dirs: set[Path] = set()
         self.alarms: AlarmScheduler | None = None
@@ -179,13 +189,12 @@ class Router:
             self._evict_beyond_limit()
 
     def started(self, event: Event, actor: Actor) -> None:
-        self.running[event] = actor
-        self._started_at[event] = start = trio.current_time()
+        start = trio.current_time()
+        self.running[event] = (actor, start)
         self._wake_by(start + self.event_timeout)
 
     def ended(self, event: Event) -> None:
         self.running.pop(event, None)
-        self._started_at.pop(event, None)
 
     def _wake_by(self, deadline: float) -> None:
         # The timekeeper's deadline may be early (it then just looks and sleeps again) but
@@ -205,30 +214,23 @@ class Router:
             self._timer = None
             now = trio.current_time()
             while self.running:
-                event, actor = next(iter(self.running.items()))
-                if self._started_at[event] + self.event_timeout > now:
+                event, (actor, start) = next(iter(self.running.items()))
+                if start + self.event_timeout > now:
                     break
                 self.ended(event)
                 actor.timed_out(event)
-            while self.idle_order:
-                actor = next(iter(self.idle_order))
-                if actor.last_active + self.idle_timeout > now:
-                    break
-                del self.idle_order[actor]
+            for actor in _pop_idle_since(self.idle_order, now - self.idle_timeout):
                 if actor.idle:
                     log.debug("evicting %s (idle for %s s)", actor.label, self.idle_timeout)
                     self._evict(actor)
-            while self.connected_idle:
-                actor = next(iter(self.connected_idle))
-                if actor.last_active + self.idle_connection_timeout > now:
-                    break
-                del self.connected_idle[actor]
+            for actor in _pop_idle_since(self.connected_idle, now - self.idle_connection_timeout):
                 actor.suspend_connection()
 
     def _next_deadline(self) -> float:
         deadline = math.inf
         if self.running:
-            deadline = self._started_at[next(iter(self.running))] + self.event_timeout
+            _, start = next(iter(self.running.values()))
+            deadline = start + self.event_timeout
         if self.idle_order:
             oldest = next(iter(self.idle_order))
             deadline = min(deadline, oldest.last_active + self.idle_timeout)
