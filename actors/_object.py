@@ -7,7 +7,7 @@ The runtime implements :class:`ObjectHost` for each live object and hands the ob
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, ClassVar, NoReturn, Protocol, TypeVar
 
 from storage import Migration, SchemaPolicy, Storage
@@ -15,6 +15,7 @@ from storage import Migration, SchemaPolicy, Storage
 from ._ids import ObjectId
 
 if TYPE_CHECKING:
+    from runtime import WebSocket, WebSocketRequestResponsePair
     from storage import Value
 
 T = TypeVar("T")
@@ -40,6 +41,11 @@ class ObjectHost(Protocol):
     async def block_concurrency_while(self, fn: Callable[[], Awaitable[T]]) -> T: ...
     def wait_until(self, awaitable: Awaitable[object]) -> None: ...
     def abort(self, reason: str | None) -> NoReturn: ...
+    def accept_websocket(self, ws: object, tags: Iterable[str]) -> None: ...
+    def get_websockets(self, tag: str | None) -> list[WebSocket]: ...
+    def get_tags(self, ws: WebSocket) -> list[str]: ...
+    def set_websocket_auto_response(self, pair: WebSocketRequestResponsePair | None) -> None: ...
+    def get_websocket_auto_response(self) -> WebSocketRequestResponsePair | None: ...
 
 
 class ObjectContext:
@@ -73,6 +79,49 @@ class ObjectContext:
         """Reset the object now: the current and queued events fail with a reset error and
         the next event starts a fresh instance. The object's own code cannot catch it."""
         self._host.abort(reason)
+
+    # -- WebSockets (the hibernation API; see docs/reference/websockets.md) ------------------
+
+    def accept_websocket(self, ws: WebSocket, tags: Iterable[str] = ()) -> None:
+        """Accept the server end of a ``WebSocketPair``: its messages arrive as
+        ``websocket_message(ws, message)`` events, ``websocket_close(ws, code, reason,
+        was_clean)`` and ``websocket_error(ws, error)``, and it stays open while this object
+        is evicted (the next message wakes it).
+
+        Raises:
+            ValueError: over 10 tags, a tag over 256 characters, a socket already accepted
+                or closed, or the object's socket limit reached.
+            TypeError: ``ws`` is not a WebSocket, or a tag not a str.
+        """
+        self._host.accept_websocket(ws, tags)
+
+    def get_websockets(self, tag: str | None = None) -> list[WebSocket]:
+        """This object's accepted sockets that are not closed (with ``tag``, if given), in
+        the order they were accepted."""
+        return self._host.get_websockets(tag)
+
+    def get_tags(self, ws: WebSocket) -> list[str]:
+        """The tags ``ws`` was accepted with.
+
+        Raises:
+            ValueError: ``ws`` is not an open socket accepted by this object.
+        """
+        return self._host.get_tags(ws)
+
+    def set_websocket_auto_response(
+        self, pair: WebSocketRequestResponsePair | None = None
+    ) -> None:
+        """Answer a text message equal to ``pair.request`` with ``pair.response`` on any of
+        this object's sockets, without waking the object; ``None`` removes it."""
+        self._host.set_websocket_auto_response(pair)
+
+    def get_websocket_auto_response(self) -> WebSocketRequestResponsePair | None:
+        """The auto-response set with ``set_websocket_auto_response``, or None."""
+        return self._host.get_websocket_auto_response()
+
+    def get_websocket_auto_response_timestamp(self, ws: WebSocket) -> float | None:
+        """When ``ws`` was last answered by the auto-response (epoch seconds), or None."""
+        return ws.auto_response_at
 
 
 class Env:
@@ -116,7 +165,9 @@ class DurableObject:
       migrations, else ``throw``).
 
     Handlers the runtime calls: ``on_start()`` on every activation before any event,
-    ``sync()`` after a clear, ``fetch(request)``, ``alarm(info)``.
+    ``sync()`` after a clear, ``fetch(request)``, ``alarm(info)``, and for accepted
+    WebSockets ``websocket_message(ws, message)``, ``websocket_close(ws, code, reason,
+    was_clean)`` and ``websocket_error(ws, error)``.
     """
 
     schema_version: ClassVar[int] = 1

@@ -20,7 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -34,9 +34,12 @@ class ServerProcess:
     """A ``dobox serve`` subprocess over one data directory (see the module docstring)."""
 
     def __init__(
-        self, data_dir: Path, objects: str, *, cwd: Path | None, tokens: Path | None = None
+        self, data_dir: Path, objects: str, *, cwd: Path | None, tokens: Path | None = None,
+        options: Sequence[str] = (),
     ) -> None:
         self.data_dir = data_dir
+        self.options = list(options)
+        """More ``dobox serve`` options, such as ``["--idle-timeout", "1"]``."""
         self.objects = objects
         self.cwd = cwd
         self.tokens = tokens
@@ -71,6 +74,7 @@ class ServerProcess:
                    str(self.data_dir), "--port", str(self.port)]
         if self.tokens is not None:
             command += ["--tokens", str(self.tokens)]
+        command += self.options
         process = await trio.lowlevel.open_process(
             command, cwd=self.cwd, env=environment, stdin=subprocess.DEVNULL,
         )
@@ -143,13 +147,14 @@ async def open_server_process(
     *,
     cwd: str | os.PathLike[str] | None = None,
     tokens: str | os.PathLike[str] | None = None,
+    options: Sequence[str] = (),
 ) -> AsyncIterator[ServerProcess]:
     """Start ``dobox serve`` over ``data_dir`` hosting ``objects`` (``module:NAME``,
     importable from ``cwd``; with ``tokens``, a tokens file as for ``--tokens``, and then
-    ``call`` cannot be used, being tokenless: use ``base_url``); on exit it is terminated
-    gracefully (or reaped, if killed)."""
+    ``call`` cannot be used, being tokenless: use ``base_url``; ``options``, more
+    ``dobox serve`` options); on exit it is terminated gracefully (or reaped, if killed)."""
     server = ServerProcess(Path(data_dir), objects, cwd=None if cwd is None else Path(cwd),
-                           tokens=None if tokens is None else Path(tokens))
+                           tokens=None if tokens is None else Path(tokens), options=options)
     await server.start()
     try:
         yield server

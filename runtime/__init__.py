@@ -6,6 +6,7 @@ from ._client import ClientError as ClientError
 from ._client import ClientNamespace as ClientNamespace
 from ._client import ClientStub as ClientStub
 from ._client import RetryPolicy as RetryPolicy
+from ._client_websocket import RemoteWebSocket as RemoteWebSocket
 from ._coordinator import Coordinator as Coordinator
 from ._coordinator import Lease as Lease
 from ._coordinator import SingleProcessCoordinator as SingleProcessCoordinator
@@ -16,6 +17,13 @@ from ._runtime import Runtime as Runtime
 from ._runtime import RuntimeStatistics as RuntimeStatistics
 from ._runtime import open_runtime as open_runtime
 from ._serve import serve as serve
+from ._sockets import MessageTooBigError as MessageTooBigError
+from ._websocket import ReadyState as ReadyState
+from ._websocket import WebSocket as WebSocket
+from ._websocket import WebSocketClosed as WebSocketClosed
+from ._websocket import WebSocketPair as WebSocketPair
+from ._websocket import WebSocketRejected as WebSocketRejected
+from ._websocket import WebSocketRequestResponsePair as WebSocketRequestResponsePair
 
 __all__ = [
     "Call",
@@ -25,12 +33,20 @@ __all__ = [
     "ClientStub",
     "Coordinator",
     "Lease",
+    "MessageTooBigError",
     "Namespace",
+    "ReadyState",
+    "RemoteWebSocket",
     "RetryPolicy",
     "Runtime",
     "RuntimeStatistics",
     "SingleProcessCoordinator",
     "Stub",
+    "WebSocket",
+    "WebSocketClosed",
+    "WebSocketPair",
+    "WebSocketRejected",
+    "WebSocketRequestResponsePair",
     "open_runtime",
     "serve",
 ]

@@ -28,9 +28,8 @@ import inspect
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
-from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, NoReturn, TypeVar
 
@@ -57,6 +56,7 @@ from storage import (
 )
 
 from ._alarms import ALARM_MAX_RETRIES, retry_delay
+from ._current import current_actor
 from ._event import FORCE_ALARM, NO_ARGUMENTS, Event, Unencoded
 from ._gate import InputGate
 from ._http import copy_response
@@ -65,6 +65,7 @@ from ._signal import Signal
 if TYPE_CHECKING:
     from ._coordinator import Lease
     from ._router import Router
+    from ._websocket import WebSocket, WebSocketRequestResponsePair
 
 T = TypeVar("T")
 log = logging.getLogger("dobox.runtime")
@@ -72,8 +73,6 @@ log = logging.getLogger("dobox.runtime")
 COMMIT_BATCH = 256
 """At most this many replies wait for one commit, so a busy object still answers."""
 
-current_actor: ContextVar[Actor | None] = ContextVar("dobox_current_actor", default=None)
-"""The object whose event the current task is running (inherited by tasks it starts)."""
 
 State = Literal["activating", "running", "stopping", "dead"]
 
@@ -254,6 +253,7 @@ class Actor:
         self.state = "dead"
         self._fail_all(lambda: error)
         self.router.retire(self)
+        self.router.sockets.close_object(self.key, 1011, f"the object cannot start: {error}")
 
     # -- the driver -----------------------------------------------------------------------
 
@@ -312,7 +312,10 @@ class Actor:
                 object_id=self.id.hex,
             )
         except Exception as exc:
-            log.debug("%s raised in %s", event.describe(), self.label, exc_info=True)
+            if event.kind.startswith("websocket_"):  # nobody waits for these: say it here
+                log.warning("%s raised in %s", event.describe(), self.label, exc_info=True)
+            else:
+                log.debug("%s raised in %s", event.describe(), self.label, exc_info=True)
             return remote_error_for(exc, object_id=self.id.hex)
 
     def timed_out(self, event: Event) -> None:
@@ -339,7 +342,11 @@ class Actor:
             assert isinstance(call, tuple), "a stub encodes (args, kwargs)"
             args, kwargs = call
             return await getattr(instance, event.name)(*args, **kwargs)
-        return await instance.fetch(event.payload)  # type: ignore[union-attr]  # checked on submit
+        if event.kind == "fetch":
+            return await instance.fetch(event.payload)  # type: ignore[union-attr]  # checked on submit
+        # A WebSocket event: the registry submits only those the class has a handler for.
+        handler = getattr(instance, event.kind)
+        return await handler(*event.payload)  # type: ignore[misc]  # a tuple of arguments
 
     async def _run_alarm(self, *, force: bool = False) -> bool:
         """Run ``alarm(info)`` if the object's alarm is due (or pending at all, when
@@ -557,6 +564,21 @@ class Actor:
     def abort(self, reason: str | None) -> NoReturn:
         raise ObjectAborted(reason or "aborted")
 
+    def accept_websocket(self, ws: object, tags: Iterable[str]) -> None:
+        self.router.sockets.accept(self, ws, tags)
+
+    def get_websockets(self, tag: str | None) -> list[WebSocket]:
+        return self.router.sockets.websockets(self, tag)
+
+    def get_tags(self, ws: WebSocket) -> list[str]:
+        return self.router.sockets.tags(self, ws)
+
+    def set_websocket_auto_response(self, pair: WebSocketRequestResponsePair | None) -> None:
+        self.router.sockets.set_auto_response(self, pair)
+
+    def get_websocket_auto_response(self) -> WebSocketRequestResponsePair | None:
+        return self.router.sockets.auto_response(self)
+
     # -- reset ----------------------------------------------------------------------------------
 
     def reset(self, why: str, *, cause: BaseException | None = None) -> None:
@@ -566,6 +588,7 @@ class Actor:
         self.state = "dead"
         self.router.resets += 1
         self.router.retire(self)
+        self.router.sockets.close_object(self.key)
         log.warning("reset %s: %s", self.label, why)
 
         def error() -> ObjectResetError:

@@ -46,9 +46,11 @@ from actors import (
 )
 from storage import DoboxError, UnsupportedValueError
 
-from ._guest import TrioPortal, open_trio_guest
+from ._guest import TrioPortal, log_errors, open_trio_guest
 from ._metrics import ServerMetrics
 from ._runtime import Runtime, open_runtime
+from ._websocket import WebSocket
+from ._websocket_bridge import bridge_websocket
 
 Scope: TypeAlias = MutableMapping[str, object]
 Message: TypeAlias = MutableMapping[str, object]
@@ -106,6 +108,8 @@ class DoboxApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
+        elif scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
         elif scope["type"] == "http":
             route = _route_kind(str(scope["path"]), str(scope["method"]))
             try:
@@ -145,9 +149,29 @@ class DoboxApp:
                         "headers": [(b"content-type", b"text/plain; version=0.0.4")]})
             await send({"type": "http.response.body", "body": self.metrics.render()})
             return
+        tenant, binding, name, rest = self._target(scope)
+        body = await _read_body(receive, self.max_body)
+        if len(rest) == 2 and rest[0] == "rpc" and scope["method"] == "POST":
+            args, kwargs = _rpc_arguments(body)
+            result = await self._in_trio(self._rpc, tenant, binding, name, rest[1], args, kwargs)
+            await _send_json(send, 200, {"result": _to_json(result)})
+            return
+        request = _forwarded_request(scope, str(scope["method"]), rest, body)
+        response = await self._in_trio(self._fetch, tenant, binding, name, request)
+        assert isinstance(response, httpx.Response)
+        await send({"type": "http.response.start", "status": response.status_code,
+                    "headers": [(k.encode(), v.encode()) for k, v in response.headers.items()]})
+        await send({"type": "http.response.body", "body": response.content})
+
+    def _target(self, scope: Scope) -> tuple[str, str, str, list[str]]:
+        """``(tenant, namespace, name, rest of the path)`` of an authorized request.
+
+        Raises:
+            HttpError: no such route, tenant or namespace, or a missing or wrong token.
+        """
         # Split the raw path, then decode each part: a name may hold an encoded "/".
         raw = scope.get("raw_path")
-        raw_path = raw.decode("latin-1") if isinstance(raw, bytes) else path
+        raw_path = raw.decode("latin-1") if isinstance(raw, bytes) else str(scope["path"])
         parts = [urllib.parse.unquote(part) for part in raw_path.split("?")[0].split("/")]
         if len(parts) < 4 or parts[0] != "":
             raise HttpError(404, "NotFound", "use /{tenant}/{namespace}/{name}/rpc/{method} "
@@ -156,26 +180,45 @@ class DoboxApp:
         self._authorize(tenant, _headers(scope))
         if binding not in self.objects:
             raise HttpError(404, "NotFound", f"tenant {tenant!r} has no namespace {binding!r}")
-        rest = parts[4:]
-        body = await _read_body(receive, self.max_body)
-        if len(rest) == 2 and rest[0] == "rpc" and scope["method"] == "POST":
-            args, kwargs = _rpc_arguments(body)
-            result = await self._in_trio(self._rpc, tenant, binding, name, rest[1], args, kwargs)
-            await _send_json(send, 200, {"result": _to_json(result)})
+        return tenant, binding, name, parts[4:]
+
+    # -- WebSockets -----------------------------------------------------------------------------
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Forward an upgrade to the object's ``fetch``; if it answers 101, carry frames
+        between the connection and the client end of the object's ``WebSocketPair``."""
+        if (await receive())["type"] != "websocket.connect":
             return
-        query = scope.get("query_string", b"")
-        request = httpx.Request(
-            str(scope["method"]),
-            httpx.URL("http://dobox/" + "/".join(rest),
-                      query=query if isinstance(query, bytes) else b""),
-            headers=list(_headers(scope).items()),
-            content=body,
-        )
-        response = await self._in_trio(self._fetch, tenant, binding, name, request)
+        try:
+            tenant, binding, name, rest = self._target(scope)
+            request = _forwarded_request(scope, "GET", rest, b"")
+            response = await self._in_trio(self._fetch, tenant, binding, name, request)
+        except HttpError as error:
+            self.metrics.requests.labels("websocket", str(error.status)).inc()
+            self.metrics.errors.labels(error.body["error"]["type"]).inc()
+            await _deny(scope, send, error.status, json.dumps(error.body).encode(),
+                        {"content-type": "application/json", **error.headers})
+            return
         assert isinstance(response, httpx.Response)
-        await send({"type": "http.response.start", "status": response.status_code,
-                    "headers": [(k.encode(), v.encode()) for k, v in response.headers.items()]})
-        await send({"type": "http.response.body", "body": response.content})
+        self.metrics.requests.labels("websocket", str(response.status_code)).inc()
+        client = response.extensions.get("websocket")
+        if response.status_code != 101 or not isinstance(client, WebSocket):
+            await _deny(scope, send, response.status_code, response.content,
+                        dict(response.headers))
+            return
+        accept: Message = {"type": "websocket.accept"}
+        if "sec-websocket-protocol" in response.headers:
+            accept["subprotocol"] = response.headers["sec-websocket-protocol"]
+        await send(accept)
+        await bridge_websocket(client, receive, send, self._to_trio)
+
+    def _to_trio(self, fn: Callable[[], None]) -> None:
+        """Run ``fn()`` in trio soon (at once when already there); its errors are logged,
+        never raised into trio's scheduler."""
+        if self._portal is None:
+            log_errors(fn)
+        else:
+            self._portal.run_sync_soon(fn)
 
     def _authorize(self, tenant: str, headers: Mapping[str, str]) -> None:
         if not _TENANT.fullmatch(tenant):
@@ -245,6 +288,33 @@ class DoboxApp:
         with trio.fail_after(self.request_timeout):
             response: httpx.Response = await stub.fetch(request)
             return response
+
+
+def _forwarded_request(scope: Scope, method: str, rest: list[str], body: bytes) -> httpx.Request:
+    """The request an object's ``fetch`` gets: the path after the name, the query string,
+    the headers and the body."""
+    query = scope.get("query_string", b"")
+    return httpx.Request(
+        method,
+        httpx.URL("http://dobox/" + "/".join(rest),
+                  query=query if isinstance(query, bytes) else b""),
+        headers=list(_headers(scope).items()),
+        content=body,
+    )
+
+
+async def _deny(scope: Scope, send: Send, status: int, body: bytes,
+                headers: Mapping[str, str]) -> None:
+    """Refuse a WebSocket upgrade with an HTTP response (or a bare 403 where the server
+    cannot send one)."""
+    extensions = scope.get("extensions")
+    if isinstance(extensions, dict) and "websocket.http.response" in extensions:
+        await send({"type": "websocket.http.response.start", "status": status,
+                    "headers": [(k.encode(), v.encode()) for k, v in headers.items()
+                                if k.lower() != "content-length"]})
+        await send({"type": "websocket.http.response.body", "body": body})
+    else:
+        await send({"type": "websocket.close", "code": 1008})
 
 
 def _route_kind(path: str, method: str) -> str:  # an approximation, for the metrics only

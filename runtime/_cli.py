@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import sys
 import tomllib
@@ -33,6 +34,7 @@ from ._inspect import (
 )
 from ._load import load_objects
 from ._runtime import open_runtime
+from ._sockets import MAX_MESSAGE_SIZE
 
 T = TypeVar("T")
 
@@ -130,8 +132,11 @@ _TENANT = click.option("--tenant", default=None, help="A server tenant's objects
 @click.option("--durability", type=click.Choice(["full", "normal", "off"]), default="full",
               show_default=True, help="full: fsync every commit; normal: survive a crash of "
               "the process, not of the machine; off: no syncing.")
+@click.option("--idle-timeout", type=click.FloatRange(min=0, min_open=True), default=70.0,
+              show_default=True, help="Seconds without events before an object is evicted "
+              "(its accepted WebSockets stay open).")
 def serve(objects_spec: str, data: Path, host: str, port: int, tokens: Path | None,
-          durability: str) -> None:
+          durability: str, idle_timeout: float) -> None:
     """Serve the objects named by MODULE:OBJECTS (a dict of binding to class) over HTTP."""
     import uvicorn  # imported here: the other commands do not need a server
 
@@ -144,9 +149,10 @@ def serve(objects_spec: str, data: Path, host: str, port: int, tokens: Path | No
         click.echo("without --tokens the server binds to 127.0.0.1 only", err=True)
         host = "127.0.0.1"
     app = DoboxApp(data, objects, tokens=tenant_tokens,
-                   runtime_options={"durability": durability})
+                   runtime_options={"durability": durability, "idle_timeout": idle_timeout})
     config = uvicorn.Config(app, host=host, port=port, loop="uvloop", http="httptools",
-                            lifespan="on", log_level="warning")
+                            lifespan="on", log_level="warning",
+                            ws_max_size=MAX_MESSAGE_SIZE)  # larger ones are refused (1009)
 
     class Server(uvicorn.Server):
         @contextlib.contextmanager
@@ -161,6 +167,12 @@ def serve(objects_spec: str, data: Path, host: str, port: int, tokens: Path | No
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
 
+    # uvicorn's WebSocket protocols log this error whenever an app refuses an upgrade with
+    # an HTTP response (the ASGI "websocket.http.response" extension), though the response
+    # went out as sent; dobox refuses upgrades that way, so the line would only mislead.
+    logging.getLogger("uvicorn.error").addFilter(
+        lambda record: record.getMessage()
+        != "ASGI callable returned without completing handshake.")
     Server(config).run()
 
 

@@ -17,7 +17,8 @@ Durable Objects docs suggest); nothing else is retried, and ``overloaded`` never
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 
 import anyio
@@ -27,6 +28,8 @@ import httpx
 from actors import ObjectResetError, OverloadedError, RemoteError, UnknownMethodError
 from actors._errors import remote_error_class
 from storage import DoboxError, Value
+
+from ._client_websocket import RemoteWebSocket, connect_websocket
 
 
 class ClientError(DoboxError):
@@ -66,6 +69,7 @@ class Client:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         headers = {"authorization": f"Bearer {token}"} if token is not None else {}
+        self._headers = headers
         self._http = httpx.AsyncClient(base_url=base_url, headers=headers, timeout=timeout,
                                        transport=transport)
         self.tenant = tenant
@@ -114,6 +118,17 @@ class Client:
         return await self._http.send(forwarded)
 
 
+    def websocket(self, binding: str, name: str, path: str = "/", *,
+                  headers: Mapping[str, str] | None = None
+                  ) -> AbstractAsyncContextManager[RemoteWebSocket]:
+        """Open a WebSocket to the object's ``fetch`` at ``path`` (see ``ClientStub``)."""
+        base = self._http.base_url
+        scheme = "wss" if base.scheme == "https" else "ws"
+        url = base.copy_with(scheme=scheme).join(
+            f"/{self.tenant}/{binding}/{_quote(name)}/{path.lstrip('/')}")
+        return connect_websocket(str(url), {**self._headers, **(headers or {})})
+
+
 class ClientNamespace:
     def __init__(self, client: Client, binding: str) -> None:
         self._client = client
@@ -139,6 +154,16 @@ class ClientStub:
 
     async def fetch(self, request: httpx.Request) -> httpx.Response:
         return await self._client.fetch(self._binding, self.name, request)
+
+    def websocket(self, path: str = "/", *, headers: Mapping[str, str] | None = None
+                  ) -> AbstractAsyncContextManager[RemoteWebSocket]:
+        """``async with stub.websocket("/chat") as ws``: a WebSocket to the object (its
+        ``fetch`` gets the upgrade request for ``path``), closed on exit.
+
+        Raises:
+            WebSocketRejected: the object (or the server) refused the upgrade.
+        """
+        return self._client.websocket(self._binding, self.name, path, headers=headers)
 
     def __getattr__(self, method: str) -> Callable[..., Coroutine[object, object, Value]]:  # type: ignore[explicit-any]  # any RPC signature
         if method.startswith("_"):

@@ -14,8 +14,11 @@ from storage import Value, decode_value, encode_value
 
 from ._signal import Signal
 
-EventKind = Literal["rpc", "fetch", "alarm", "run"]
-"""``run`` is the harness's: run a function inside the object's turn."""
+EventKind = Literal[
+    "rpc", "fetch", "alarm", "run", "websocket_message", "websocket_close", "websocket_error"
+]
+"""``run`` is the harness's: run a function inside the object's turn. The ``websocket_*``
+events come from accepted sockets; their payload is the handler's arguments."""
 
 
 class Unencoded:

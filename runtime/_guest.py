@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar, TypeVarTuple
@@ -27,6 +28,7 @@ from typing import TypeVar, TypeVarTuple
 import outcome
 import trio
 
+log = logging.getLogger("dobox.server")
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
@@ -67,6 +69,11 @@ class TrioPortal:
             self._token.run_sync_soon(scope.cancel)  # the caller left: stop the trio side
             raise
 
+    def run_sync_soon(self, fn: Callable[[], None]) -> None:
+        """Run ``fn()`` in trio soon, in order with other such calls; what it raises is
+        logged (an error in a ``run_sync_soon`` callback would end the trio run)."""
+        self._token.run_sync_soon(log_errors, fn)
+
     async def start(  # type: ignore[explicit-any]  # async_fn takes task_status (nursery.start)
         self, async_fn: Callable[..., Awaitable[object]]
     ) -> object:
@@ -77,6 +84,14 @@ class TrioPortal:
             return await self._nursery.start(async_fn)
 
         return await self.call(starter)
+
+
+def log_errors(fn: Callable[[], None]) -> None:
+    """Call ``fn()``; log what it raises."""
+    try:
+        fn()
+    except Exception:
+        log.exception("a call from the server into trio failed")
 
 
 @asynccontextmanager

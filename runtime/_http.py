@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import httpx
 
+from ._websocket import WebSocket
+
 
 def copy_request(request: httpx.Request) -> httpx.Request:
     """A by-value copy, so the object and the caller never share a request."""
@@ -17,11 +19,22 @@ def copy_request(request: httpx.Request) -> httpx.Request:
 def copy_response(response: object) -> httpx.Response:
     """A by-value copy of what a ``fetch`` handler returned.
 
+    A 101 (WebSocket upgrade) response keeps its ``extensions["websocket"]``, the client end
+    of the object's ``WebSocketPair``: a connection is not a value, it is handed over.
+
     Raises:
-        TypeError: the handler returned something other than an ``httpx.Response``.
+        TypeError: the handler returned something other than an ``httpx.Response``, or a
+            101 without a WebSocket.
     """
     if not isinstance(response, httpx.Response):
         raise TypeError(f"fetch() must return an httpx.Response, not {type(response).__name__}")
+    if response.status_code == 101:
+        client = response.extensions.get("websocket")
+        if not isinstance(client, WebSocket) or client._peer is None:
+            raise TypeError("a 101 response must carry the client end of a WebSocketPair "
+                            "in extensions['websocket']")
+        return httpx.Response(101, headers=response.headers.copy(),
+                              extensions={"websocket": client})
     return httpx.Response(
         response.status_code, headers=response.headers.copy(), content=response.read()
     )

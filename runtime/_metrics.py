@@ -46,7 +46,9 @@ class _RuntimeCollector(Collector):
         stats = {tenant: runtime.statistics() for tenant, runtime in self._runtimes().items()}
         gauges = (("dobox_live_objects", "Live objects", "live_objects"),
                   ("dobox_queued_events", "Events admitted and not yet answered",
-                   "queued_events"))
+                   "queued_events"),
+                  ("dobox_websockets", "Accepted WebSockets open (their objects live or "
+                   "hibernating)", "websockets"))
         for name, documentation, field in gauges:
             gauge = GaugeMetricFamily(name, documentation, labels=["tenant"])
             for tenant, s in stats.items():

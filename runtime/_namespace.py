@@ -10,7 +10,8 @@ first): nothing leaves an object before its writes are on disk.
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Generator
+from collections.abc import AsyncIterator, Coroutine, Generator, Mapping
+from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -21,9 +22,10 @@ from actors._ids import id_from_name, id_from_string, namespace_key, new_unique_
 from actors._object import rpc_method_names
 from storage import Value, encode_value
 
-from ._actor import current_actor
+from ._current import current_actor
 from ._event import NO_ARGUMENTS, Event, EventKind
 from ._http import copy_request
+from ._websocket import WebSocket, WebSocketRejected
 
 if TYPE_CHECKING:
     from ._router import Router
@@ -113,6 +115,29 @@ class Stub:
         if not hasattr(self._namespace.cls, "fetch"):
             raise UnknownMethodError(f"{self._namespace.cls.__qualname__} has no fetch() handler")
         return Call(self, "fetch", "fetch", copy_request(request))
+
+    @asynccontextmanager
+    async def websocket(
+        self, path: str = "/", *, headers: Mapping[str, str] | None = None
+    ) -> AsyncIterator[WebSocket]:
+        """Open a WebSocket to the object: a ``GET path`` upgrade request through ``fetch``;
+        yields the client end (``send``, ``await receive()``, ``async for``), closed on exit.
+
+        Raises:
+            WebSocketRejected: the object answered with another status than 101.
+        """
+        upgrade = {"upgrade": "websocket", "connection": "upgrade", **(headers or {})}
+        response = await self.fetch(
+            httpx.Request("GET", "http://dobox/" + path.lstrip("/"), headers=upgrade)
+        )
+        if response.status_code != 101:
+            raise WebSocketRejected(response.status_code, response.content)
+        client = response.extensions["websocket"]
+        assert isinstance(client, WebSocket), "checked when the response crossed"
+        try:
+            yield client
+        finally:
+            client.close()
 
 
 class _Method:

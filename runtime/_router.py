@@ -24,6 +24,7 @@ from ._actor import Actor
 from ._alarms import AlarmScheduler
 from ._coordinator import Coordinator
 from ._event import Event
+from ._sockets import SocketRegistry
 
 log = logging.getLogger("dobox.runtime")
 
@@ -73,6 +74,7 @@ class Router:
         max_live_objects: int,
         max_queued_per_object: int,
         event_timeout: float | None,
+        max_websockets_per_object: int = 32_768,
         id_scope: str = "",
     ) -> None:
         self.nursery = nursery
@@ -105,6 +107,8 @@ class Router:
         """Events whose handler is running, the oldest first, with their actor and start."""
         self._timer: trio.CancelScope | None = None
         self._made_dirs: set[Path] = set()
+        self.sockets = SocketRegistry(self, max_per_object=max_websockets_per_object)
+        """Accepted WebSockets: they outlive their objects' activations."""
         self.alarms: AlarmScheduler | None = None
         """Set by open_runtime once the alarm index is open."""
         self.activations = 0
@@ -251,6 +255,7 @@ class Router:
         """``actor``'s file is closed."""
         if self.closing.get(actor.key) is actor.closed:
             del self.closing[actor.key]
+        self.sockets.forget_if_unused(actor.key)
         if len(self.closing) < MAX_CLOSING:
             self._closing_room.unpark()
 
@@ -265,6 +270,7 @@ class Router:
         """Stop admitting, let every live object finish what it admitted, and wait for their
         files to close. The caller bounds this with a deadline."""
         self.accepting = False
+        self.sockets.close_everything(1001, "the server is shutting down")
         for actor in list(self.live.values()):
             self.retire(actor)
             actor.stop()

@@ -55,6 +55,8 @@ class RuntimeStatistics:
     """Commits of objects' writes; fewer than write events when turns were coalesced."""
     commit_seconds: float
     """Wall-clock seconds spent in those commits (their fsyncs included)."""
+    websockets: int
+    """Accepted WebSockets open, their objects live or hibernating."""
 
 
 class Runtime:
@@ -103,6 +105,7 @@ class Runtime:
             overloads=router.overloads,
             commits=router.commits,
             commit_seconds=router.commit_seconds,
+            websockets=router.sockets.open_count,
         )
 
 
@@ -121,6 +124,7 @@ async def open_runtime(
     shutdown_grace: float = 30.0,
     max_concurrent_alarms: int = 100,
     alarm_retry_jitter: float = 0.25,
+    max_websockets_per_object: int = 32_768,
     coordinator: Coordinator | None = None,
     id_scope: str = "",
 ) -> AsyncIterator[Runtime]:
@@ -143,6 +147,8 @@ async def open_runtime(
       restart are spread behind this limit).
     - ``alarm_retry_jitter``: the random extra on each alarm retry's delay, as a fraction of
       it (Durable Objects: up to 25%); 0 makes retries land on exact times, for tests.
+    - ``max_websockets_per_object``: sockets one object may have accepted and open
+      (Durable Objects: 32,768).
     - ``id_scope``: a prefix of every namespace's id key (the server passes ``"<tenant>/"``,
       so that the same name in two tenants gives two ids). Changing it changes every id.
 
@@ -151,7 +157,7 @@ async def open_runtime(
     """
     _check_options(objects, idle_timeout, idle_connection_timeout, max_live_objects,
                    max_queued_per_object, event_timeout, shutdown_grace, durability,
-                   max_concurrent_alarms, alarm_retry_jitter)
+                   max_concurrent_alarms, alarm_retry_jitter, max_websockets_per_object)
     root = Path(data_dir)
     # Inline on purpose: one mkdir at start; a thread would let autojump_clock skip time.
     root.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
@@ -168,6 +174,7 @@ async def open_runtime(
             max_live_objects=max_live_objects,
             max_queued_per_object=max_queued_per_object,
             event_timeout=event_timeout,
+            max_websockets_per_object=max_websockets_per_object,
             id_scope=id_scope,
         )
         runtime = Runtime(router, objects)
@@ -210,6 +217,7 @@ def _check_options(
     durability: str,
     max_concurrent_alarms: int,
     alarm_retry_jitter: float,
+    max_websockets_per_object: int,
 ) -> None:
     if not objects:
         raise ValueError("open_runtime() needs at least one binding in objects={...}")
@@ -232,7 +240,8 @@ def _check_options(
         raise ValueError(f"event_timeout must be positive or None, not {event_timeout!r}")
     for name, count in (("max_live_objects", max_live_objects),
                         ("max_queued_per_object", max_queued_per_object),
-                        ("max_concurrent_alarms", max_concurrent_alarms)):
+                        ("max_concurrent_alarms", max_concurrent_alarms),
+                        ("max_websockets_per_object", max_websockets_per_object)):
         if not (isinstance(count, int) and count >= 1):
             raise ValueError(f"{name} must be an int >= 1, not {count!r}")
     if durability not in ("full", "normal", "off"):

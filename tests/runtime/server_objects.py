@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 
 from actors import DurableObject
+from runtime import WebSocket, WebSocketPair, WebSocketRequestResponsePair
 from tests.helpers import Counter
 
 
@@ -17,4 +18,42 @@ class Web(DurableObject):
         })
 
 
-OBJECTS = {"COUNTER": Counter, "WEB": Web}
+class Room(DurableObject):
+    """Accepts WebSockets: echoes, remembers who it is through hibernation, records closes."""
+
+    async def on_start(self) -> None:
+        self.ctx.set_websocket_auto_response(WebSocketRequestResponsePair("ping", "pong"))
+        self.starts = await self.ctx.storage.get("starts", 0) + 1
+        await self.ctx.storage.put("starts", self.starts)
+
+    async def fetch(self, request: httpx.Request) -> httpx.Response:
+        if request.headers.get("upgrade") != "websocket":
+            return httpx.Response(426, text="WebSockets only")
+        client, server = WebSocketPair()
+        self.ctx.accept_websocket(server, [request.url.path])
+        server.serialize_attachment(request.url.params.get("user"))
+        return httpx.Response(101, extensions={"websocket": client})
+
+    async def websocket_message(self, ws: WebSocket, message: str | bytes) -> None:
+        if message == "whoami":
+            ws.send(f"{ws.deserialize_attachment()} (start {self.starts})")
+        elif message == "bye":
+            ws.close(4000, "bye")
+        else:
+            await self.ctx.storage.put("last", message)
+            for peer in self.ctx.get_websockets():
+                peer.send(message)
+
+    async def websocket_close(self, ws: WebSocket, code: int, reason: str,
+                              was_clean: bool) -> None:
+        closes = await self.ctx.storage.get("closes", [])
+        await self.ctx.storage.put("closes", [*closes, [code, reason, was_clean]])
+
+    async def closes(self) -> object:
+        return await self.ctx.storage.get("closes", [])
+
+    async def last(self) -> object:
+        return await self.ctx.storage.get("last")
+
+
+OBJECTS = {"COUNTER": Counter, "WEB": Web, "ROOM": Room}
