@@ -72,7 +72,8 @@ class TrioPortal:
     def run_sync_soon(self, fn: Callable[[], None]) -> None:
         """Run ``fn()`` in trio soon, in order with other such calls; what it raises is
         logged (an error in a ``run_sync_soon`` callback would end the trio run)."""
-        self._token.run_sync_soon(log_errors, fn)
+        with contextlib.suppress(trio.RunFinishedError):  # trio has ended: nothing to do
+            self._token.run_sync_soon(log_errors, fn)
 
     async def start(  # type: ignore[explicit-any]  # async_fn takes task_status (nursery.start)
         self, async_fn: Callable[..., Awaitable[object]]

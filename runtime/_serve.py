@@ -23,6 +23,7 @@ import trio
 from actors import DurableObject
 
 from ._asgi import DoboxApp
+from ._sockets import MAX_MESSAGE_SIZE
 
 
 async def serve(
@@ -46,6 +47,7 @@ async def serve(
     config = Config()
     config.bind = [f"{host}:{port}"]
     config.accesslog = None
+    config.websocket_max_message_size = MAX_MESSAGE_SIZE
     async with trio.open_nursery() as runtimes:
         app = DoboxApp(Path(data_dir), objects, tokens=tokens)
         app.run_in_trio(runtimes)

@@ -23,12 +23,12 @@ import asyncio
 import contextlib
 import functools
 import math
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 
 import anyio
 import sniffio
 
-from ._websocket import Frame, WebSocket, WebSocketClosed, message_size
+from ._websocket import Frame, ReadyState, WebSocket, WebSocketClosed, message_size
 
 Message = MutableMapping[str, object]
 
@@ -49,17 +49,21 @@ async def bridge_websocket(
     """Carry frames both ways until either side closes (see the module docstring)."""
     outbox_in, outbox_out = anyio.create_memory_object_stream[Frame](math.inf)
     pending = 0
+
+    def put(frame: Frame) -> None:
+        # Frames that arrive after the connection ended have nowhere to go.
+        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+            outbox_in.send_nowait(frame)
+
     if sniffio.current_async_library() == "asyncio":
         # The listener runs in trio, a guest on this loop's thread: hand frames over
         # through the loop, not by touching asyncio's primitives from inside trio's tick.
         loop = asyncio.get_running_loop()
 
         def enqueue(frame: Frame) -> None:
-            loop.call_soon(outbox_in.send_nowait, frame)
+            loop.call_soon(put, frame)
     else:
-
-        def enqueue(frame: Frame) -> None:
-            outbox_in.send_nowait(frame)
+        enqueue = put
 
     def listener(_: WebSocket, frame: Frame) -> None:  # in trio
         nonlocal pending
@@ -92,6 +96,22 @@ async def bridge_websocket(
                 return
 
     client._listen(listener)
+    try:
+        with outbox_in:
+            await _carry(client, receive, send_out, to_trio)
+    finally:
+        if client.ready_state is not ReadyState.CLOSED:  # the handler was cancelled
+            to_trio(functools.partial(client._close_now, 1006, ""))
+
+
+async def _carry(
+    client: WebSocket,
+    receive: Callable[[], Awaitable[Message]],
+    send_out: Callable[[anyio.CancelScope], Coroutine[object, object, None]],
+    to_trio: Callable[[Callable[[], None]], None],
+) -> None:
+    """Run ``send_out`` beside the loop that carries the client's frames in, until one
+    of them sees the connection end."""
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(send_out, tasks.cancel_scope)
         while True:

@@ -9,7 +9,7 @@ import httpx
 import pytest
 import trio
 
-from runtime import open_runtime, serve
+from runtime import Client, WebSocketClosed, WebSocketRejected, open_runtime, serve
 from tests.helpers import Counter
 from tests.runtime.server_objects import OBJECTS
 
@@ -28,6 +28,27 @@ async def test_serve_inside_a_trio_program(tmp_path: Path) -> None:
     async with open_runtime(tmp_path / "tenants" / "default", objects={"COUNTER": Counter},
                             id_scope="default/") as runtime:
         assert await runtime.namespace("COUNTER").get_by_name("a").value() == 5
+
+
+async def test_websockets_inside_a_trio_program(tmp_path: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        (address, *_) = await nursery.start(partial(serve, OBJECTS, tmp_path, port=0))
+        async with Client(address) as client:
+            room = client.namespace("ROOM").get_by_name("lobby")
+            async with room.websocket("/chat?user=ann") as ws:
+                await ws.send("hello")
+                assert await ws.receive() == "hello"
+                await ws.send("whoami")
+                assert await ws.receive() == "ann (start 1)"
+                await ws.send("bye")
+                with pytest.raises(WebSocketClosed) as closed:
+                    await ws.receive()
+                assert (closed.value.code, closed.value.reason) == (4000, "bye")
+            with pytest.raises(WebSocketRejected) as rejected:
+                async with client.namespace("WEB").get_by_name("w").websocket():
+                    pass
+            assert rejected.value.status == 201
+        nursery.cancel_scope.cancel()
 
 
 async def test_serve_refuses_to_listen_beyond_loopback_without_tokens(tmp_path: Path) -> None:
