@@ -192,7 +192,6 @@ class WebSocket:
         if self.ready_state is not ReadyState.CLOSED:
             self.ready_state = ReadyState.CLOSED
             self._close = info
-            self._attachment = None  # attachments go with the connection
 
     def _listen(self, listener: Listener) -> None:
         """Give this end's frames to ``listener`` from now on, starting with any queued."""
@@ -250,8 +249,9 @@ class WebSocket:
     # -- attachments ---------------------------------------------------------------------------
 
     def serialize_attachment(self, value: Value) -> None:
-        """Keep ``value`` with this socket (it survives the object's hibernation, and goes
-        when the socket closes). Stored by value, through the storage codec.
+        """Keep ``value`` with this socket: it survives the object's hibernation, is still
+        readable in ``websocket_close``, and goes with the socket. Stored by value, through
+        the storage codec.
 
         Raises:
             ValueError: its encoding is over 16 KiB.

@@ -10,7 +10,8 @@ import trio
 import trio.testing
 
 from examples.rate_limiter.app import CAPACITY, TokenBucket
-from harness import open_server_process, open_test_runtime
+from harness import ServerProcess, open_server_process, open_test_runtime
+from runtime import Client, WebSocketRejected
 
 ROOT = Path(__file__).parent.parent.parent
 
@@ -39,6 +40,47 @@ async def test_rate_limiter_over_http(tmp_path: Path) -> None:
         assert answers[-1]["retry_after"] > 0  # type: ignore[index]
         other = await server.call("LIMITER", "client-8", "take")
         assert other["allowed"] is True  # type: ignore[index]
+
+
+async def test_chat_room_over_websockets(tmp_path: Path) -> None:
+    """Two members chat; the room hibernates with both sockets open and wakes knowing who
+    is who; the history survives a SIGKILL of the server."""
+    async with open_server_process(tmp_path, "examples.chat_room.app:OBJECTS", cwd=ROOT,
+                                   options=["--idle-timeout", "0.5"]) as server, \
+            Client(server.base_url) as client:
+        room = client.namespace("CHAT").get_by_name("lobby")
+        async with room.websocket("/ws?name=ann") as ann:
+            assert await ann.receive() == "* ann joined"
+            async with room.websocket("/ws?name=bob") as bob:
+                assert await bob.receive() == "* bob joined"
+                assert await ann.receive() == "* bob joined"
+                await ann.send("hello")
+                assert await ann.receive() == await bob.receive() == "ann: hello"
+                assert sorted(await room.members()) == ["ann", "bob"]
+                await wait_until_evicted(server)
+                await ann.send("ping")
+                assert await ann.receive() == "pong"  # answered while it sleeps
+                await bob.send("still here")  # wakes it: names come from attachments
+                assert await ann.receive() == await bob.receive() == "bob: still here"
+            assert await ann.receive() == "* bob left"
+        server.kill()
+        await server.restart()
+        async with room.websocket("/ws?name=cy") as cy:
+            replayed = [await cy.receive() for _ in range(3)]
+            assert replayed == ["ann: hello", "bob: still here", "* cy joined"]
+        with pytest.raises(WebSocketRejected) as refused:
+            async with room.websocket("/ws"):
+                pass
+        assert refused.value.status == 400
+
+
+async def wait_until_evicted(server: ServerProcess) -> None:
+    """Poll the server's metrics until no object is live (its idle timer is real time)."""
+    with trio.fail_after(20):
+        async with httpx.AsyncClient(base_url=server.base_url) as http:
+            while 'dobox_live_objects{tenant="default"} 0.0' not in (  # noqa: ASYNC110
+                    await http.get("/metrics")).text:
+                await trio.sleep(0.05)
 
 
 async def test_rate_limiter_refills_on_virtual_time(
