@@ -39,6 +39,9 @@ class Room(DurableObject):
             ws.send(f"{ws.deserialize_attachment()} (start {self.starts})")
         elif message == "bye":
             ws.close(4000, "bye")
+        elif isinstance(message, str) and message.startswith("flood "):
+            for _ in range(int(message.split()[1])):
+                ws.send(b"x" * 1_000_000)
         else:
             await self.ctx.storage.put("last", message)
             for peer in self.ctx.get_websockets():
@@ -48,6 +51,12 @@ class Room(DurableObject):
                               was_clean: bool) -> None:
         closes = await self.ctx.storage.get("closes", [])
         await self.ctx.storage.put("closes", [*closes, [code, reason, was_clean]])
+
+    async def websocket_error(self, ws: WebSocket, error: BaseException) -> None:
+        await self.ctx.storage.put("error", f"{type(error).__name__}: {error}")
+
+    async def error(self) -> object:
+        return await self.ctx.storage.get("error")
 
     async def closes(self) -> object:
         return await self.ctx.storage.get("closes", [])

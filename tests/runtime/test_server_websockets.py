@@ -86,6 +86,26 @@ async def test_closes_reach_the_other_side(server: ServerProcess) -> None:
         assert await metric(server, "dobox_websockets") == 0
 
 
+async def test_a_client_that_does_not_read_is_cut_off(server: ServerProcess) -> None:
+    """What waits for a slow client is bounded (16 MiB): past it the socket is closed with
+    1011 and the object's websocket_error is told, instead of the server buffering on."""
+    async with Client(server.base_url) as client:
+        room = client.namespace("ROOM").get_by_name("lobby")
+        async with room.websocket("/chat") as ws:
+            await ws.send("flood 64")  # 64 MB, and this client reads nothing meanwhile
+            with trio.fail_after(20):
+                while await room.error() is None:  # noqa: ASYNC110  # the server's state
+                    await trio.sleep(0.05)
+            assert await room.error() == (
+                "ClientTooSlowError: over 16,777,216 bytes were waiting for a slow client")
+            with pytest.raises(WebSocketClosed) as closed:
+                async for _ in ws:  # what was sent before the cut, then the close
+                    pass
+                await ws.receive()
+            assert (closed.value.code, closed.value.reason) == (
+                1011, "the client is not reading fast enough")
+
+
 async def test_refusals(server: ServerProcess) -> None:
     async with Client(server.base_url) as client:
         with pytest.raises(WebSocketRejected) as rejected:
