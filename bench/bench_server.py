@@ -11,7 +11,12 @@ thread, so that the server keeps a core of the two) and a sequential httpx clien
 - durable increments per second spread round-robin over 1,000 existing objects, 32
   connections;
 - a cold first request to an existing object (after a restart);
-- the server's RSS after touching 1,000 objects, and ``--touch`` objects.
+- the server's RSS after touching 1,000 objects, and ``--touch`` objects, and again once
+  idle objects have let their SQLite connections go (``idle_connection_timeout``, 10 s);
+- WebSocket echo through an object (``Room`` in tests/runtime/server_objects.py, which
+  stores each message durably before echoing it to every socket of its room): sequential
+  round-trip latency, and messages per second with 32 in flight on one socket; against a
+  bare uvicorn echo app (``_echo_app.py``) as the floor.
 
 Needs ``wrk`` (Debian package ``wrk``). Nothing here is a test.
 """
@@ -23,14 +28,19 @@ import os
 import platform
 import re
 import shutil
+import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
 import trio
+import trio_websocket
 from _common import run_with_scratch_dir
 
 from harness import ServerProcess, open_server_process
@@ -107,6 +117,51 @@ def first_requests(base: str, count: int) -> list[float]:
     return timings
 
 
+async def websocket_echo(url: str, count: int = 2000, window: int = 32) -> tuple[float, float]:
+    """(median sequential round trip, messages per second with ``window`` in flight)."""
+    async with trio_websocket.open_websocket_url(url) as ws:
+        timings = []
+        for i in range(count):
+            start = time.perf_counter()
+            await ws.send_message(f"m{i}")
+            await ws.get_message()
+            timings.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        for i in range(window):
+            await ws.send_message(f"w{i}")
+        for i in range(window, count):
+            await ws.get_message()
+            await ws.send_message(f"w{i}")
+        for _ in range(window):
+            await ws.get_message()
+        rate = count / (time.perf_counter() - start)
+    return statistics.median(timings), rate
+
+
+@asynccontextmanager
+async def echo_floor() -> AsyncIterator[str]:
+    """A bare uvicorn echo app on a free port; its ws:// URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "uvicorn", "_echo_app:app", "--port", str(port), "--loop",
+         "uvloop", "--http", "httptools", "--log-level", "warning"],
+        cwd=Path(__file__).parent)
+    try:
+        with trio.fail_after(30):
+            while True:
+                try:
+                    await (await trio.open_tcp_stream("127.0.0.1", port)).aclose()
+                    break
+                except OSError:
+                    await trio.sleep(0.05)
+        yield f"ws://127.0.0.1:{port}/"
+    finally:
+        process.terminate()
+        await process.wait()
+
+
 async def main_async(args: argparse.Namespace) -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("bench_server.py needs wrk (apt-get install wrk)")
@@ -126,6 +181,12 @@ async def main_async(args: argparse.Namespace) -> None:
         if args.touch > 1000:
             touch(base, args.touch)
         rss_many = rss_mib(server)
+        await trio.sleep(12)  # idle objects let their SQLite connections go after 10 s
+        rss_idle = rss_mib(server)
+        ws_base = server.base_url.replace("http://", "ws://")
+        ws_latency, ws_rate = await websocket_echo(f"{ws_base}/default/ROOM/bench/chat")
+    async with echo_floor() as floor_url:
+        floor_latency, floor_rate = await websocket_echo(floor_url)
     async with open_server_process(args.dir / "cold", OBJECTS, cwd=ROOT) as server:
         cold = await cold_first_requests(server)
     print(f"sequential no-op RPC latency: median {median * 1e3:.2f} ms, p99 {p99 * 1e3:.2f} ms")
@@ -133,7 +194,11 @@ async def main_async(args: argparse.Namespace) -> None:
     print(f"durable increments over 1,000 objects, 32 connections: {spread:,.0f} /s")
     print(f"cold first request to an existing object: median {cold * 1e3:.2f} ms")
     print(f"server RSS after touching 1,000 objects: {rss_1000:.0f} MiB; after "
-          f"{max(args.touch, 1000):,}: {rss_many:.0f} MiB")
+          f"{max(args.touch, 1000):,}: {rss_many:.0f} MiB; 12 s later: {rss_idle:.0f} MiB")
+    print(f"WebSocket echo through an object (a durable write per message): median round "
+          f"trip {ws_latency * 1e3:.2f} ms, {ws_rate:,.0f} messages/s with 32 in flight")
+    print(f"  floor, a bare uvicorn echo app: median round trip {floor_latency * 1e3:.2f} ms, "
+          f"{floor_rate:,.0f} messages/s")
 
 
 def main() -> None:

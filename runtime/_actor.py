@@ -463,6 +463,7 @@ class Actor:
                 storage.suspend()
             finally:
                 self.gate.release()
+            self.router.memory_freed()
 
     async def _suspend_in_thread(self, storage: Storage) -> None:
         await self.gate.acquire()
@@ -470,6 +471,7 @@ class Actor:
         try:
             if not storage.suspended and storage.can_suspend and not self.events:
                 await trio.to_thread.run_sync(storage.suspend)
+                self.router.memory_freed()
         finally:
             self._release_gate()
 

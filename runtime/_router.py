@@ -24,6 +24,7 @@ from ._actor import Actor
 from ._alarms import AlarmScheduler
 from ._coordinator import Coordinator
 from ._event import Event
+from ._memory import can_release_memory, release_freed_memory
 from ._sockets import SocketRegistry
 
 log = logging.getLogger("dobox.runtime")
@@ -53,6 +54,9 @@ def _pop_idle_since(order: OrderedDict[Actor, None], cutoff: float) -> Iterator[
         del order[actor]
         yield actor
 
+
+TRIM_DELAY = 1.0
+"""Seconds between memory being freed and its release to the operating system."""
 
 MAX_CLOSING = 64
 """Objects whose files may be closing at once before new activations wait."""
@@ -106,6 +110,7 @@ class Router:
         self.running: OrderedDict[Event, tuple[Actor, float]] = OrderedDict()
         """Events whose handler is running, the oldest first, with their actor and start."""
         self._timer: trio.CancelScope | None = None
+        self._trim_pending = not can_release_memory()  # True: never schedule one
         self._made_dirs: set[Path] = set()
         self.sockets = SocketRegistry(self, max_per_object=max_websockets_per_object)
         """Accepted WebSockets: they outlive their objects' activations."""
@@ -243,6 +248,20 @@ class Router:
             deadline = min(deadline, oldest.last_active + self.idle_connection_timeout)
         return deadline
 
+    def memory_freed(self) -> None:
+        """An object let its connection or its instance go: give the freed memory back to
+        the operating system soon (see ``_memory``)."""
+        if not self._trim_pending:
+            self._trim_pending = True
+            self.nursery.start_soon(self._release_memory_soon, name="dobox memory release")
+
+    async def _release_memory_soon(self) -> None:
+        await trio.sleep(TRIM_DELAY)  # let the rest of an idle sweep's frees arrive first
+        try:
+            await trio.to_thread.run_sync(release_freed_memory)
+        finally:
+            self._trim_pending = False
+
     def retire(self, actor: Actor) -> None:
         """Route no more events to ``actor`` (it is stopping, evicted or reset)."""
         self.idle_order.pop(actor, None)
@@ -256,6 +275,7 @@ class Router:
         if self.closing.get(actor.key) is actor.closed:
             del self.closing[actor.key]
         self.sockets.forget_if_unused(actor.key)
+        self.memory_freed()
         if len(self.closing) < MAX_CLOSING:
             self._closing_room.unpark()
 

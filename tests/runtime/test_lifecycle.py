@@ -329,3 +329,25 @@ async def test_activations_wait_while_too_many_evicted_objects_are_closing(
     assert len(closing_at_open) == 24
     assert max(closing_at_open) < 2
     assert rt.statistics().evictions >= 20
+
+
+async def test_freed_memory_is_given_back_once_per_sweep(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Connections let go by idle objects are followed, a second later, by one release of
+    the allocator's free memory to the operating system, not one per object."""
+    releases: list[str] = []
+    monkeypatch.setattr(runtime._router, "release_freed_memory",  # runs in a worker thread
+                        lambda: releases.append("released"))
+    monkeypatch.setattr(runtime._router, "can_release_memory", lambda: True)
+    async with open_runtime(tmp_path, objects={"COUNTER": Counter}, idle_timeout=1000,
+                            idle_connection_timeout=10, **FAST) as rt:
+        for name in ("a", "b", "c"):
+            await rt.namespace("COUNTER").get_by_name(name).increment()
+        await trio.sleep(10.5)
+        assert rt.statistics().open_connections == 0
+        assert releases == []  # not yet: a second after the frees
+        await trio.sleep(1)
+        # MockClock cannot see the worker thread; the release happens before the runtime
+        # closes, which waits for it.
+    assert releases == ["released"]

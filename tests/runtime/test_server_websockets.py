@@ -98,9 +98,9 @@ async def test_a_client_that_does_not_read_is_cut_off(server: ServerProcess) -> 
                     await trio.sleep(0.05)
             assert await room.error() == (
                 "ClientTooSlowError: over 16,777,216 bytes were waiting for a slow client")
+            async for _ in ws:  # what was sent before the cut, then the close
+                pass
             with pytest.raises(WebSocketClosed) as closed:
-                async for _ in ws:  # what was sent before the cut, then the close
-                    pass
                 await ws.receive()
             assert (closed.value.code, closed.value.reason) == (
                 1011, "the client is not reading fast enough")
