@@ -1,6 +1,6 @@
-"""The floor for bench_server.py's WebSocket numbers: a bare ASGI app that echoes each
-message, served by the same uvicorn (httptools, uvloop) as ``dobox serve``, with no trio,
-no object and no storage behind it.
+"""The floor for bench_server.py's numbers: a bare ASGI app, served by the same uvicorn
+(httptools, uvloop) as ``dobox serve``, with no trio, no object and no storage behind it.
+It answers any HTTP request with ``{"result": 0}`` and echoes each WebSocket message.
 
     python -m uvicorn _echo_app:app --port 8788 --loop uvloop --http httptools
 """
@@ -14,6 +14,13 @@ Message = MutableMapping[str, object]
 
 async def app(scope: Message, receive: Callable[[], Awaitable[Message]],
               send: Callable[[Message], Awaitable[None]]) -> None:
+    if scope["type"] == "http":
+        while (await receive()).get("more_body"):
+            pass
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": b'{"result": 0}'})
+        return
     if scope["type"] != "websocket":
         return
     await receive()  # websocket.connect

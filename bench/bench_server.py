@@ -15,8 +15,10 @@ thread, so that the server keeps a core of the two) and a sequential httpx clien
   idle objects have let their SQLite connections go (``idle_connection_timeout``, 10 s);
 - WebSocket echo through an object (``Room`` in tests/runtime/server_objects.py, which
   stores each message durably before echoing it to every socket of its room): sequential
-  round-trip latency, and messages per second with 32 in flight on one socket; against a
-  bare uvicorn echo app (``_echo_app.py``) as the floor.
+  round-trip latency, and messages per second with 32 in flight on one socket.
+
+The floor, measured in the same run: a bare uvicorn app (``_echo_app.py``) answering the
+same requests and echoing WebSocket messages, with nothing behind it.
 
 Needs ``wrk`` (Debian package ``wrk``). Nothing here is a test.
 """
@@ -186,6 +188,9 @@ async def main_async(args: argparse.Namespace) -> None:
         ws_base = server.base_url.replace("http://", "ws://")
         ws_latency, ws_rate = await websocket_echo(f"{ws_base}/default/ROOM/bench/chat")
     async with echo_floor() as floor_url:
+        floor_http = floor_url.replace("ws://", "http://").rstrip("/")
+        floor_median, floor_p99 = sequential_latency(floor_http)
+        floor_wrk = wrk(floor_http, args.seconds, "/default/COUNTER/hot/rpc/increment")
         floor_latency, floor_rate = await websocket_echo(floor_url)
     async with open_server_process(args.dir / "cold", OBJECTS, cwd=ROOT) as server:
         cold = await cold_first_requests(server)
@@ -197,8 +202,9 @@ async def main_async(args: argparse.Namespace) -> None:
           f"{max(args.touch, 1000):,}: {rss_many:.0f} MiB; 12 s later: {rss_idle:.0f} MiB")
     print(f"WebSocket echo through an object (a durable write per message): median round "
           f"trip {ws_latency * 1e3:.2f} ms, {ws_rate:,.0f} messages/s with 32 in flight")
-    print(f"  floor, a bare uvicorn echo app: median round trip {floor_latency * 1e3:.2f} ms, "
-          f"{floor_rate:,.0f} messages/s")
+    print(f"floor, a bare uvicorn app: HTTP median {floor_median * 1e3:.2f} ms (p99 "
+          f"{floor_p99 * 1e3:.2f} ms), {floor_wrk:,.0f} requests/s with 32 connections; "
+          f"WebSocket echo median {floor_latency * 1e3:.2f} ms, {floor_rate:,.0f} messages/s")
 
 
 def main() -> None:
