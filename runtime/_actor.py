@@ -50,6 +50,7 @@ from storage import (
     DoboxError,
     Storage,
     UnsupportedValueError,
+    collection_specs,
     decode_value,
     encode_value,
     open_storage,
@@ -208,6 +209,10 @@ class Actor:
                 migrations=self.cls.migrations,
                 backup_dir=self.router.data_dir / ".backups" / self.binding,
             )
+            # Collections are prepared as the object's schema is, before any code of it runs:
+            # a sync-absent mismatch refuses the activation, with nothing changed.
+            collections_to_sync = [spec for spec in collection_specs(self.cls)
+                                   if storage.prepare_collection(spec)]
         except DoboxError as exc:
             self._die_activating(exc)
             return False
@@ -232,6 +237,10 @@ class Actor:
                 if is_sync_present(self.cls):
                     await self.instance.sync()  # type: ignore[attr-defined]  # it has sync()
                 storage.mark_synced()
+            for spec in collections_to_sync:  # cleared by a schema change: refill them
+                if spec.sync is not None:
+                    await spec.sync(self.instance, storage.collection(spec))
+                storage.mark_collection_synced(spec)
             await self._commit_writes()
             if self.state == "dead":  # the commit failed and reset the object
                 return False

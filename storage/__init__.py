@@ -6,6 +6,24 @@
 from ._codec import MAX_DEPTH as MAX_DEPTH
 from ._codec import decode_value as decode_value
 from ._codec import encode_value as encode_value
+from ._collection import Changes as Changes
+from ._collection import Collection as Collection
+from ._collection import Delete as Delete
+from ._collection import DuplicateKeyError as DuplicateKeyError
+from ._collection import FullReload as FullReload
+from ._collection import Insert as Insert
+from ._collection import Page as Page
+from ._collection import RecordNotFoundError as RecordNotFoundError
+from ._collection import Update as Update
+from ._collection import Upsert as Upsert
+from ._collection_query import Expr as Expr
+from ._collection_query import Field as Field
+from ._collection_query import OrderTerm as OrderTerm
+from ._collection_query import field as field
+from ._collection_spec import CollectionSpec as CollectionSpec
+from ._collection_spec import collection as collection
+from ._collection_spec import collection_specs as collection_specs
+from ._collection_values import InvalidRecordError as InvalidRecordError
 from ._database import Durability as Durability
 from ._errors import CodecError as CodecError
 from ._errors import ConstraintError as ConstraintError
@@ -53,19 +71,32 @@ __all__ = [
     "MAX_SQL_LENGTH",
     "MAX_STRING_OR_BLOB_SIZE",
     "MAX_TRANSACTION_DEPTH",
+    "Changes",
     "CodecError",
+    "Collection",
+    "CollectionSpec",
     "ConstraintError",
     "DatabaseCorruptError",
+    "Delete",
     "DoboxError",
+    "DuplicateKeyError",
     "Durability",
+    "Expr",
+    "Field",
     "ForbiddenSqlError",
+    "FullReload",
+    "Insert",
     "InvalidKeyError",
+    "InvalidRecordError",
     "LimitExceededError",
     "Migration",
     "MigrationError",
     "ObjectLockedError",
     "ObjectMetadata",
+    "OrderTerm",
+    "Page",
     "RawRows",
+    "RecordNotFoundError",
     "SchemaMismatchError",
     "SchemaOutcome",
     "SchemaPolicy",
@@ -81,8 +112,13 @@ __all__ = [
     "TransactionAbortedError",
     "TransactionError",
     "UnsupportedValueError",
+    "Update",
+    "Upsert",
     "Value",
+    "collection",
+    "collection_specs",
     "decode_value",
     "encode_value",
+    "field",
     "open_storage",
 ]

@@ -192,6 +192,9 @@ def delete_all_contents(db: Database) -> None:
         db.execute(f"DROP TABLE {_quote(table)}")
     for table in _user_tables(schema):
         db.execute(f"DROP TABLE {_quote(table)}")
+    for table in schema.table_names():  # collections, registry and all (see _collection)
+        if table.startswith(("_dobox_c_", "_dobox_t_", "_dobox_collection")):
+            db.execute(f"DROP TABLE {_quote(table)}")
     db.execute(f"DELETE FROM {KV_TABLE}")
     if db.execute(
         f"DELETE FROM {META_TABLE} WHERE key IN (?, ?)", (ALARM_KEY, ALARM_RETRY_KEY)

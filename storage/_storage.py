@@ -14,8 +14,10 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import TypeVar, overload
+from typing import Any, TypeVar, overload
 
+from ._collection import Collection
+from ._collection_spec import CollectionSpec, mark_collection_synced, prepare_collection
 from ._database import Database, Durability
 from ._errors import StorageIOError, TransactionError
 from ._kv import SyncKV, Value
@@ -88,7 +90,7 @@ class Storage:
     exception; :meth:`close` alone discards what is uncommitted.
     """
 
-    __slots__ = ("_db", "exclusive", "kv", "sql")
+    __slots__ = ("_collections", "_db", "exclusive", "kv", "sql")
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -96,9 +98,34 @@ class Storage:
         """The KV API, synchronously."""
         self.sql = SqlStorage(db)
         """The SQL API."""
+        self._collections: dict[str, Collection[Any]] = {}  # type: ignore[explicit-any]  # records as each spec says
         self.exclusive: Callable[[], AbstractAsyncContextManager[object]] | None = None
         """Set by the runtime: holds the object's other events while :meth:`transaction`
         runs (DO runs ``transaction`` inside ``blockConcurrencyWhile``)."""
+
+    # -- collections --------------------------------------------------------------------------
+
+    def prepare_collection(self, spec: CollectionSpec) -> bool:
+        """Create or check a declared collection (the runtime does it on activation);
+        whether it was cleared and awaits its ``sync``. See ``_collection_spec``.
+
+        Raises:
+            SchemaMismatchError: a sync-absent collection stores another schema version.
+            MigrationError: one of its migrations raised.
+        """
+        return prepare_collection(self._db, spec)
+
+    def collection(self, spec: CollectionSpec) -> Collection[Any]:  # type: ignore[explicit-any]  # records as the spec says
+        """The records of a prepared collection."""
+        records = self._collections.get(spec.name)
+        if records is None:
+            records = Collection(self._db, spec.name, spec.key, spec.record_type)
+            self._collections[spec.name] = records
+        return records
+
+    def mark_collection_synced(self, spec: CollectionSpec) -> None:
+        """The collection's ``sync`` refilled it after a clear (with its writes)."""
+        mark_collection_synced(self._db, spec.name)
 
     # -- async KV, as ctx.storage ---------------------------------------------------------
 

@@ -1,0 +1,382 @@
+"""Collections: typed records in an object's own database, with row versions, tombstones
+and a change history (``self.todos.insert(...)``, ``self.todos.load_subset(...)``).
+
+Each collection ``NAME`` has, inside the object's file:
+
+- ``_dobox_c_NAME`` (key, value JSON, types, row_version): the live records;
+- ``_dobox_t_NAME`` (key, row_version): tombstones of deleted keys, the newest
+  ``MAX_TOMBSTONES`` kept;
+- a row in ``_dobox_collections``: schema version, latest row version, and the *history
+  floor*, the version before which changes can no longer be listed (tombstones pruned, or
+  the collection cleared);
+- rows in ``_dobox_collection_batches`` (ids of applied batches, the newest
+  ``MAX_BATCH_IDS`` kept) and ``_dobox_collection_meta`` (the sync source's own state).
+
+Every write call (one ``insert``, one ``apply(batch)``) takes the next row version, so
+``pull_since(v)`` answers which keys changed or went since ``v``. Writes join the object's
+implicit transaction: they are durable with its next commit, and rolled back with it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Generic, TypeVar
+
+import attrs
+
+from ._collection_query import Expr, Field, OrderTerm, after_condition, order_terms
+from ._collection_values import (
+    InvalidRecordError,
+    decode_key,
+    decode_record,
+    encode_key,
+    encode_record,
+)
+from ._database import Database
+from ._errors import DoboxError
+
+R = TypeVar("R")
+Record = dict[str, Any]  # type: ignore[explicit-any]  # a record's values are any JSON-like value
+
+REGISTRY = "_dobox_collections"
+BATCHES = "_dobox_collection_batches"
+META = "_dobox_collection_meta"
+MAX_TOMBSTONES = 10_000
+MAX_BATCH_IDS = 1_000
+
+
+class RecordNotFoundError(DoboxError, KeyError):
+    """``update`` or ``get`` of a key the collection does not hold."""
+
+    def __str__(self) -> str:  # KeyError would show the message quoted
+        return str(self.args[0])
+
+
+class DuplicateKeyError(DoboxError, ValueError):
+    """``insert`` of a key the collection holds already (``upsert`` replaces instead)."""
+
+
+def records_table(name: str) -> str:
+    return f"_dobox_c_{name}"
+
+
+def tombstones_table(name: str) -> str:
+    return f"_dobox_t_{name}"
+
+
+@attrs.frozen
+class Insert:
+    record: object
+
+
+@attrs.frozen
+class Upsert:
+    record: object
+
+
+@attrs.frozen
+class Update:
+    key: str | int
+    changes: Mapping[str, object]
+
+
+@attrs.frozen
+class Delete:
+    key: str | int
+
+
+Operation = Insert | Upsert | Update | Delete
+
+
+@attrs.frozen
+class Page(Generic[R]):
+    """One page of ``load_subset``: the records, and the cursor for the next page (None
+    when there is none)."""
+
+    records: list[R]
+    cursor: str | None
+
+
+@attrs.frozen
+class Changes:
+    """What ``pull_since(version)`` found: keys changed (inserted or updated) and deleted
+    since ``version``, up to ``row_version`` (pass it to the next ``pull_since``)."""
+
+    row_version: int
+    changed: list[str | int]
+    deleted: list[str | int]
+
+
+@attrs.frozen
+class FullReload:
+    """``pull_since`` cannot list the changes (the history kept starts later, or the
+    collection was cleared): load the whole subset again, then resume from
+    ``row_version``."""
+
+    row_version: int
+
+
+class Collection(Generic[R]):
+    """The records of one collection in one object (``self.todos`` for a declared
+    ``todos = collection(...)``). Synchronous, like ``storage.sql``."""
+
+    def __init__(self, db: Database, name: str, key: str,
+                 record_type: type[R] | None = None) -> None:
+        self._db = db
+        self.name = name
+        self.key_field = key
+        self.record_type = record_type
+        self._table = records_table(name)
+        self._tombs = tombstones_table(name)
+
+    def __repr__(self) -> str:
+        return f"<Collection {self.name}>"
+
+    # -- reading --------------------------------------------------------------------------
+
+    def get(self, key: str | int) -> R | None:
+        """The record with ``key``, or None."""
+        row = self._query(f"SELECT value, types FROM {self._table} WHERE key = ?",
+                          (encode_key(key),)).fetchone()
+        return None if row is None else self._output(decode_record(row[0], row[1]))
+
+    def __len__(self) -> int:
+        return int(self._query(f"SELECT count(*) FROM {self._table}").fetchone()[0])
+
+    def load_subset(
+        self,
+        where: Expr | None = None,
+        *,
+        order_by: str | Field | OrderTerm | Sequence[str | Field | OrderTerm] = (),
+        limit: int | None = None,
+        after: str | None = None,
+    ) -> Page[R]:
+        """The records matching ``where``, ordered by ``order_by`` then by key, at most
+        ``limit`` of them, starting after the page that returned ``after`` as its cursor.
+        Everything runs in SQL: filter, order, cursor and limit.
+
+        Raises:
+            ValueError: a malformed cursor, or one from another ordering.
+        """
+        terms = order_terms(order_by)
+        params: list[object] = []
+        conditions = []
+        if where is not None:
+            conditions.append(where.compile(params))
+        if after is not None:
+            values, key = _read_cursor(after, len(terms))
+            conditions.append(after_condition(terms, values, key, params))
+        columns = "".join(f", {term.field.sql}" for term in terms)
+        sql = f"SELECT key, value, types{columns} FROM {self._table}"
+        if conditions:
+            sql += " WHERE " + " AND ".join(conditions)
+        sql += " ORDER BY " + ", ".join([*(term.sql for term in terms), "key"])
+        if limit is not None:
+            if not isinstance(limit, int) or limit < 1:
+                raise ValueError(f"limit must be an int >= 1, not {limit!r}")
+            sql += " LIMIT ?"
+            params.append(limit + 1)  # one more, to know whether there is a next page
+        rows = self._query(sql, tuple(params)).fetchall()
+        more = limit is not None and len(rows) > limit
+        rows = rows[:limit] if limit is not None else rows
+        records = [self._output(decode_record(row[1], row[2])) for row in rows]
+        cursor = _write_cursor(list(rows[-1][3:]), rows[-1][0]) if more and rows else None
+        return Page(records, cursor)
+
+    def pull_since(self, row_version: int) -> Changes | FullReload:
+        """Keys changed and deleted since ``row_version``, or ``FullReload`` when the
+        history kept does not reach back that far."""
+        latest, floor = self._versions()
+        if row_version < floor or row_version > latest:
+            return FullReload(latest)
+        changed = [decode_key(k) for (k,) in self._query(
+            f"SELECT key FROM {self._table} WHERE row_version > ? ORDER BY row_version, key",
+            (row_version,))]
+        deleted = [decode_key(k) for (k,) in self._query(
+            f"SELECT key FROM {self._tombs} WHERE row_version > ? ORDER BY row_version, key",
+            (row_version,))]
+        return Changes(latest, changed, deleted)
+
+    @property
+    def row_version(self) -> int:
+        """The version of the latest write (0 for a collection never written)."""
+        return self._versions()[0]
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def insert(self, record: object) -> R:
+        """Add a record whose key is new; the record as stored.
+
+        Raises:
+            DuplicateKeyError: its key is taken.
+            InvalidRecordError: the record type refuses it, or a value cannot be stored.
+        """
+        return self._write([Insert(record)])[0]  # type: ignore[return-value]  # an insert returns its record
+
+    def upsert(self, record: object) -> R:
+        """Add the record, or replace the one with its key."""
+        return self._write([Upsert(record)])[0]  # type: ignore[return-value]  # as insert
+
+    def update(self, key: str | int, changes: Mapping[str, object]) -> R:
+        """Merge ``changes`` into the record's top-level fields (a shallow merge).
+
+        Raises:
+            RecordNotFoundError: no record has ``key``.
+        """
+        return self._write([Update(key, changes)])[0]  # type: ignore[return-value]  # as insert
+
+    def delete(self, key: str | int) -> bool:
+        """Delete the record with ``key``; whether there was one."""
+        return bool(self._write([Delete(key)])[0])
+
+    def apply(self, batch: Iterable[Operation], *, batch_id: str | None = None) -> bool:
+        """Apply every operation in one transaction, at one row version: all or nothing.
+        With ``batch_id``, a batch applied before (among the last 1,000) is skipped: False.
+
+        Raises:
+            whatever an operation raises; nothing of the batch is then written.
+        """
+        operations = list(batch)
+        if batch_id is not None and self._query(
+                f"SELECT 1 FROM {BATCHES} WHERE collection = ? AND batch_id = ?",
+                (self.name, batch_id)).fetchone():
+            return False
+        self._write(operations, batch_id=batch_id)
+        return True
+
+    def _write(self, operations: Sequence[Operation],
+               batch_id: str | None = None) -> list[object]:
+        db = self._db
+        db.check_usable()
+        db.begin()
+        savepoint = "dobox_collection_write"
+        db.execute(f"SAVEPOINT {savepoint}")
+        try:
+            version = self._versions()[0] + 1
+            results = [self._one(operation, version) for operation in operations]
+            db.execute(f"UPDATE {REGISTRY} SET row_version = ? WHERE name = ?",
+                       (version, self.name))
+            if batch_id is not None:
+                db.execute(f"INSERT INTO {BATCHES} (collection, batch_id, row_version) "
+                           "VALUES (?, ?, ?)", (self.name, batch_id, version))
+                db.execute(f"DELETE FROM {BATCHES} WHERE collection = ? AND row_version <= ?",
+                           (self.name, version - MAX_BATCH_IDS))
+            self._prune_tombstones()
+        except BaseException:
+            db.execute(f"ROLLBACK TO {savepoint}")
+            db.execute(f"RELEASE {savepoint}")
+            raise
+        db.execute(f"RELEASE {savepoint}")
+        db.mark_written()
+        return results
+
+    def _one(self, operation: Operation, version: int) -> object:
+        if isinstance(operation, Insert | Upsert):
+            record = self._input(operation.record)
+            key = encode_key(record.get(self.key_field))
+            if isinstance(operation, Insert) and self._query(
+                    f"SELECT 1 FROM {self._table} WHERE key = ?", (key,)).fetchone():
+                raise DuplicateKeyError(f"{self.name} has a record with key "
+                                        f"{decode_key(key)!r} already; upsert() replaces it")
+            self._store(key, record, version)
+            return self._output(record)
+        if isinstance(operation, Update):
+            key = encode_key(operation.key)
+            row = self._query(f"SELECT value, types FROM {self._table} WHERE key = ?",
+                              (key,)).fetchone()
+            if row is None:
+                raise RecordNotFoundError(f"{self.name} has no record with key "
+                                          f"{operation.key!r} to update")
+            changes = dict(operation.changes)
+            if self.key_field in changes and changes[self.key_field] != operation.key:
+                raise InvalidRecordError(f"update() cannot change the key field "
+                                         f"{self.key_field!r}")
+            merged = self._input({**decode_record(row[0], row[1]), **changes})
+            self._store(key, merged, version)
+            return self._output(merged)
+        if isinstance(operation, Delete):
+            key = encode_key(operation.key)
+            deleted = self._db.execute(f"DELETE FROM {self._table} WHERE key = ?",
+                                       (key,)).rowcount
+            if deleted:
+                self._db.execute(f"INSERT OR REPLACE INTO {self._tombs} (key, row_version) "
+                                 "VALUES (?, ?)", (key, version))
+            return bool(deleted)
+        raise TypeError(f"a batch holds Insert, Upsert, Update and Delete, not {operation!r}")
+
+    def _store(self, key: str, record: Record, version: int) -> None:
+        text, types = encode_record(record)
+        self._db.execute(f"INSERT OR REPLACE INTO {self._table} (key, value, types, "
+                         "row_version) VALUES (?, ?, ?, ?)", (key, text, types, version))
+        self._db.execute(f"DELETE FROM {self._tombs} WHERE key = ?", (key,))
+
+    def _prune_tombstones(self) -> None:
+        row = self._db.execute(
+            f"SELECT row_version FROM {self._tombs} ORDER BY row_version DESC "
+            "LIMIT 1 OFFSET ?", (MAX_TOMBSTONES,)).fetchone()
+        if row is not None:  # more than MAX_TOMBSTONES: forget the oldest
+            self._db.execute(f"DELETE FROM {self._tombs} WHERE row_version <= ?", row)
+            self._db.execute(f"UPDATE {REGISTRY} SET history_floor = max(history_floor, ?) "
+                             "WHERE name = ?", (row[0], self.name))
+
+    # -- records in and out -------------------------------------------------------------
+
+    def _input(self, record: object) -> Record:
+        """A record as a dict: through the record type's validation when there is one."""
+        record_type = self.record_type
+        if record_type is not None and attrs.has(record_type):
+            if isinstance(record, Mapping):
+                try:
+                    record = record_type(**record)
+                except (TypeError, ValueError) as exc:
+                    raise InvalidRecordError(
+                        f"{self.name}: not a valid {record_type.__name__}: {exc}") from exc
+            if not isinstance(record, record_type):
+                raise InvalidRecordError(f"{self.name} holds {record_type.__name__} records, "
+                                         f"not {type(record).__name__}")
+            try:
+                attrs.validate(record)
+            except (TypeError, ValueError) as exc:
+                raise InvalidRecordError(
+                    f"{self.name}: not a valid {record_type.__name__}: {exc}") from exc
+            record = attrs.asdict(record, recurse=False)
+        if not isinstance(record, Mapping):
+            raise InvalidRecordError(f"a record is a dict, not {type(record).__name__}")
+        if self.key_field not in record:
+            raise InvalidRecordError(f"{self.name} records need a {self.key_field!r} field "
+                                     "(the collection's key)")
+        return dict(record)
+
+    def _output(self, record: Record) -> R:
+        if self.record_type is not None and attrs.has(self.record_type):
+            return self.record_type(**record)  # type: ignore[return-value]  # R is the record type
+        return record  # type: ignore[return-value]  # R is Record without a record type
+
+    def _versions(self) -> tuple[int, int]:
+        row = self._query(f"SELECT row_version, history_floor FROM {REGISTRY} WHERE name = ?",
+                          (self.name,)).fetchone()
+        if row is None:
+            raise DoboxError(f"collection {self.name!r} is not prepared in this object")
+        return int(row[0]), int(row[1])
+
+    def _query(self, sql: str, params: tuple[object, ...] = ()) -> Any:  # type: ignore[explicit-any]  # a sqlite3 cursor
+        db = self._db
+        db.check_usable()
+        db.begin()
+        return db.execute(sql, params)
+
+
+def _write_cursor(values: list[object], key: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([values, key]).encode()).decode()
+
+
+def _read_cursor(cursor: str, terms: int) -> tuple[list[object], str]:
+    try:
+        values, key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"not a cursor from load_subset(): {cursor[:40]!r}") from exc
+    if not isinstance(values, list) or len(values) != terms or not isinstance(key, str):
+        raise ValueError("this cursor comes from a load_subset() with another order_by")
+    return values, key
