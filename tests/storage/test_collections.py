@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -108,7 +109,8 @@ def test_values_keep_their_types(todos: Collection[Any]) -> None:
     todos.insert(record)
     stored = todos.get("v")
     assert stored == record
-    assert type(stored["pair"]) is tuple and type(stored["pair"][1]) is tuple
+    assert type(stored["pair"]) is tuple
+    assert type(stored["pair"][1]) is tuple
     assert math.isnan(todos.upsert({"id": "n", "x": math.nan})["x"])
     assert math.isnan(todos.get("n")["x"])
 
@@ -207,7 +209,8 @@ def test_pull_since_asks_for_a_full_reload_past_the_kept_history(
 @pytest.fixture
 def people(todos: Collection[Any]) -> Collection[Any]:
     rows = [("a", "ann", 30, True, "x"), ("b", "bob", 25, False, None),
-            ("c", "cy", None, True, "y"), ("d", "Dee", 30, False, "x"), ("e", "eve", 41, None, "z")]
+            ("c", "cy", None, True, "y"), ("d", "Dee", 30, False, "x"),
+            ("e", "eve", 41, None, "z")]
     for key, name, age, done, owner in rows:
         record = {"id": key, "name": name, "age": age, "done": done, "owner": owner,
                   "address": {"city": name.upper()}, "tags": [name[0], "t"]}
@@ -249,8 +252,8 @@ def test_every_operator(people: Collection[Any], condition: Any,
 
 
 def test_conditions_refuse_python_boolean_operators() -> None:
-    with pytest.raises(TypeError, match="combine conditions with & | ~"):
-        (field("a") == 1) and (field("b") == 2)  # noqa: B015  # the mistake under test
+    with pytest.raises(TypeError, match=re.escape("combine conditions with & | ~")):
+        (field("a") == 1) and (field("b") == 2)  # the mistake under test
     with pytest.raises(TypeError, match="use is_null"):
         field("a") < None  # noqa: B015
     with pytest.raises(ValueError, match="identifier"):
