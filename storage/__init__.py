@@ -16,6 +16,9 @@ from ._collection import Page as Page
 from ._collection import RecordNotFoundError as RecordNotFoundError
 from ._collection import Update as Update
 from ._collection import Upsert as Upsert
+from ._collection_feed import Change as Change
+from ._collection_feed import Snapshot as Snapshot
+from ._collection_feed import Subscription as Subscription
 from ._collection_query import Expr as Expr
 from ._collection_query import Field as Field
 from ._collection_query import OrderTerm as OrderTerm
@@ -71,6 +74,7 @@ __all__ = [
     "MAX_SQL_LENGTH",
     "MAX_STRING_OR_BLOB_SIZE",
     "MAX_TRANSACTION_DEPTH",
+    "Change",
     "Changes",
     "CodecError",
     "Collection",
@@ -100,6 +104,7 @@ __all__ = [
     "SchemaMismatchError",
     "SchemaOutcome",
     "SchemaPolicy",
+    "Snapshot",
     "SqlCursor",
     "SqlError",
     "SqlStorage",
@@ -108,6 +113,7 @@ __all__ = [
     "StorageError",
     "StorageFullError",
     "StorageIOError",
+    "Subscription",
     "SyncKV",
     "TransactionAbortedError",
     "TransactionError",

@@ -26,6 +26,7 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
+from ._collection_feed import MAX_QUEUED, CollectionFeed, Subscription
 from ._collection_query import Expr, Field, OrderTerm, after_condition, order_terms
 from ._collection_values import (
     InvalidRecordError,
@@ -123,8 +124,12 @@ class Collection(Generic[R]):
     ``todos = collection(...)``). Synchronous, like ``storage.sql``."""
 
     def __init__(self, db: Database, name: str, key: str,
-                 record_type: type[R] | None = None) -> None:
+                 record_type: type[R] | None = None,
+                 feeds: dict[str, CollectionFeed] | None = None) -> None:
         self._db = db
+        self._feeds = {} if feeds is None else feeds
+        """Live queries by collection name, shared with the Storage that tells them about
+        commits."""
         self.name = name
         self.key_field = key
         self.record_type = record_type
@@ -161,6 +166,42 @@ class Collection(Generic[R]):
             ValueError: a malformed cursor, or one from another ordering.
         """
         terms = order_terms(order_by)
+        _check_limit(limit)
+        # One more than the limit, to know whether there is a next page.
+        rows = self._rows(where, terms, None if limit is None else limit + 1, after=after)
+        more = limit is not None and len(rows) > limit
+        rows = rows[:limit] if limit is not None else rows
+        records = [self._output(decode_record(row[1], row[2])) for row in rows]
+        cursor = _write_cursor(list(rows[-1][4:]), rows[-1][0]) if more and rows else None
+        return Page(records, cursor)
+
+    def subscribe(
+        self,
+        where: Expr | None = None,
+        *,
+        order_by: str | Field | OrderTerm | Sequence[str | Field | OrderTerm] = (),
+        limit: int | None = None,
+        max_queued: int = MAX_QUEUED,
+    ) -> Subscription:
+        """A live query: an async iterator of a ``Snapshot`` of the subset, then a
+        ``Change`` after every commit that changes it (see ``_collection_feed``)."""
+        _check_limit(limit)
+        feed = self._feeds.get(self.name)
+        committed = not self._db.has_uncommitted_writes
+        if feed is None:
+            feed = self._feeds[self.name] = CollectionFeed(self, committed)
+        return feed.subscribe(where, order_by, limit, max_queued, committed)
+
+    def _select(self, where: Expr | None, terms: Sequence[OrderTerm], limit: int | None,
+                keys: Sequence[str] | None = None) -> list[tuple[str, int, R]]:
+        """``(stored key, row version, record)`` of the matching records (among ``keys``)."""
+        return [(row[0], row[3], self._output(decode_record(row[1], row[2])))
+                for row in self._rows(where, terms, limit, keys=keys)]
+
+    def _rows(  # type: ignore[explicit-any]  # sqlite3 rows
+        self, where: Expr | None, terms: Sequence[OrderTerm], limit: int | None, *,
+        after: str | None = None, keys: Sequence[str] | None = None,
+    ) -> list[Any]:
         params: list[object] = []
         conditions = []
         if where is not None:
@@ -168,22 +209,18 @@ class Collection(Generic[R]):
         if after is not None:
             values, key = _read_cursor(after, len(terms))
             conditions.append(after_condition(terms, values, key, params))
+        if keys is not None:
+            conditions.append("key IN (SELECT value FROM json_each(?))")
+            params.append(json.dumps(list(keys)))
         columns = "".join(f", {term.field.sql}" for term in terms)
-        sql = f"SELECT key, value, types{columns} FROM {self._table}"
+        sql = f"SELECT key, value, types, row_version{columns} FROM {self._table}"
         if conditions:
             sql += " WHERE " + " AND ".join(conditions)
         sql += " ORDER BY " + ", ".join([*(term.sql for term in terms), "key"])
         if limit is not None:
-            if not isinstance(limit, int) or limit < 1:
-                raise ValueError(f"limit must be an int >= 1, not {limit!r}")
             sql += " LIMIT ?"
-            params.append(limit + 1)  # one more, to know whether there is a next page
-        rows = self._query(sql, tuple(params)).fetchall()
-        more = limit is not None and len(rows) > limit
-        rows = rows[:limit] if limit is not None else rows
-        records = [self._output(decode_record(row[1], row[2])) for row in rows]
-        cursor = _write_cursor(list(rows[-1][3:]), rows[-1][0]) if more and rows else None
-        return Page(records, cursor)
+            params.append(limit)
+        return list(self._query(sql, tuple(params)).fetchall())
 
     def pull_since(self, row_version: int) -> Changes | FullReload:
         """Keys changed and deleted since ``row_version``, or ``FullReload`` when the
@@ -366,6 +403,12 @@ class Collection(Generic[R]):
         db.check_usable()
         db.begin()
         return db.execute(sql, params)
+
+
+def _check_limit(limit: object) -> None:
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)
+                              or limit < 1):
+        raise ValueError(f"limit must be an int >= 1, not {limit!r}")
 
 
 def _write_cursor(values: list[object], key: str) -> str:

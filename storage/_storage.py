@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any, TypeVar, overload
 
 from ._collection import Collection
+from ._collection_feed import CollectionFeed
 from ._collection_spec import CollectionSpec, mark_collection_synced, prepare_collection
 from ._database import Database, Durability
 from ._errors import StorageIOError, TransactionError
@@ -90,7 +91,7 @@ class Storage:
     exception; :meth:`close` alone discards what is uncommitted.
     """
 
-    __slots__ = ("_collections", "_db", "exclusive", "kv", "sql")
+    __slots__ = ("_collections", "_db", "_feeds", "exclusive", "kv", "sql")
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -99,6 +100,8 @@ class Storage:
         self.sql = SqlStorage(db)
         """The SQL API."""
         self._collections: dict[str, Collection[Any]] = {}  # type: ignore[explicit-any]  # records as each spec says
+        self._feeds: dict[str, CollectionFeed] = {}
+        """Live queries, told after every commit (see _collection_feed)."""
         self.exclusive: Callable[[], AbstractAsyncContextManager[object]] | None = None
         """Set by the runtime: holds the object's other events while :meth:`transaction`
         runs (DO runs ``transaction`` inside ``blockConcurrencyWhile``)."""
@@ -119,7 +122,8 @@ class Storage:
         """The records of a prepared collection."""
         records = self._collections.get(spec.name)
         if records is None:
-            records = Collection(self._db, spec.name, spec.key, spec.record_type)
+            records = Collection(self._db, spec.name, spec.key, spec.record_type,
+                                 self._feeds)
             self._collections[spec.name] = records
         return records
 
@@ -241,6 +245,7 @@ class Storage:
             TransactionAbortedError, StorageFullError, StorageIOError: see :meth:`commit`.
         """
         await self._db.commit_in_thread()
+        self._tell_feeds()
 
     # -- the alarm (the runtime schedules it; see docs/reference/storage.md) -------------
 
@@ -407,6 +412,17 @@ class Storage:
                 writes were discarded and earlier commits are intact.
         """
         self._db.commit()
+        self._tell_feeds()
+
+    def _tell_feeds(self) -> None:
+        if self._feeds:
+            for name, feed in list(self._feeds.items()):
+                if feed.idle:
+                    del self._feeds[name]
+                else:
+                    feed.after_commit()
+            if self._db.in_transaction and not self._db.has_uncommitted_writes:
+                self._db.commit()  # end the read snapshot the feeds' queries opened
 
     def rollback(self) -> None:
         """Discard every uncommitted write (what the runtime does when it resets an object)."""
@@ -446,7 +462,12 @@ class Storage:
         return self._db.closed
 
     def close(self) -> None:
-        """Discard uncommitted writes, close the file and release its lock."""
+        """Discard uncommitted writes, close the file and release its lock; live queries
+        end (their iterators stop)."""
+        feeds, self._feeds = list(self._feeds.values()), {}
+        for feed in feeds:
+            for subscription in [*feed.subscriptions, *feed._waiting]:
+                subscription.close()
         self._db.close()
 
     def __enter__(self) -> Storage:
