@@ -10,17 +10,27 @@ first): nothing leaves an object before its writes are on disk.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Coroutine, Generator, Mapping
+import copy
+from collections.abc import AsyncIterator, Coroutine, Generator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 import httpx
 
-from actors import DurableObject, ObjectId, UnknownMethodError
+from actors import DurableObject, ObjectContext, ObjectId, UnknownMethodError
 from actors._ids import id_from_name, id_from_string, namespace_key, new_unique_id
 from actors._object import rpc_method_names
-from storage import Value, encode_value
+from storage import (
+    Change,
+    Expr,
+    Snapshot,
+    Subscription,
+    Value,
+    collection_specs,
+    encode_value,
+)
+from storage._collection_query import expr_from_data
 
 from ._current import current_actor
 from ._event import NO_ARGUMENTS, Event, EventKind
@@ -117,6 +127,45 @@ class Stub:
         return Call(self, "fetch", "fetch", copy_request(request))
 
     @asynccontextmanager
+    async def subscribe(
+        self,
+        collection: str,
+        where: Expr | None = None,
+        *,
+        order_by: str | Sequence[str] = (),
+        limit: int | None = None,
+        since: int | None = None,
+    ) -> AsyncIterator[AsyncIterator[Snapshot | Change]]:
+        """A live query on one of the object's collections, from outside it: yields an
+        async iterator of ``Snapshot``/``Change`` messages (copies: nothing is shared with
+        the object). While it is open the object stays live. See
+        docs/reference/collections.md.
+
+        Raises:
+            ValueError: the class declares no such collection, or a bad condition.
+        """
+        where_data = None if where is None else where.to_data()  # by value, as calls are
+        terms = [order_by] if isinstance(order_by, str) else list(order_by)
+
+        def start(obj: DurableObject, ctx: ObjectContext) -> Subscription:
+            specs = {spec.name: spec for spec in collection_specs(type(obj))}
+            if collection not in specs:
+                raise ValueError(f"{type(obj).__qualname__} declares no collection "
+                                 f"{collection!r} (it has: {', '.join(specs) or 'none'})")
+            condition = None if where_data is None else expr_from_data(where_data)
+            subscription = ctx.storage.collection(specs[collection]).subscribe(
+                condition, order_by=terms, limit=limit, since=since)
+            ctx.wait_until(subscription.wait_closed())  # live while someone listens
+            return subscription
+
+        subscription = await Call(self, "run", "subscribe", start)
+        assert isinstance(subscription, Subscription)
+        try:
+            yield _Copies(subscription)
+        finally:
+            subscription.close()
+
+    @asynccontextmanager
     async def websocket(
         self, path: str = "/", *, headers: Mapping[str, str] | None = None
     ) -> AsyncIterator[WebSocket]:
@@ -138,6 +187,22 @@ class Stub:
             yield client
         finally:
             client.close()
+
+
+class _Copies:
+    """A subscription's messages as copies, so that a subscriber outside the object never
+    shares a record with it."""
+
+    __slots__ = ("_subscription",)
+
+    def __init__(self, subscription: Subscription) -> None:
+        self._subscription = subscription
+
+    def __aiter__(self) -> _Copies:
+        return self
+
+    async def __anext__(self) -> Snapshot | Change:
+        return copy.deepcopy(await self._subscription.__anext__())
 
 
 class _Method:

@@ -182,15 +182,19 @@ class Collection(Generic[R]):
         order_by: str | Field | OrderTerm | Sequence[str | Field | OrderTerm] = (),
         limit: int | None = None,
         max_queued: int = MAX_QUEUED,
+        since: int | None = None,
     ) -> Subscription:
         """A live query: an async iterator of a ``Snapshot`` of the subset, then a
-        ``Change`` after every commit that changes it (see ``_collection_feed``)."""
+        ``Change`` after every commit that changes it (see ``_collection_feed``). With
+        ``since`` (the row version of the last message a subscriber had), an unlimited
+        subset resumes: its first message is a ``Change`` of what changed after it (a
+        ``Snapshot(resync=True)`` when that history is gone, and for a limited subset)."""
         _check_limit(limit)
         feed = self._feeds.get(self.name)
         committed = not self._db.has_uncommitted_writes
         if feed is None:
             feed = self._feeds[self.name] = CollectionFeed(self, committed)
-        return feed.subscribe(where, order_by, limit, max_queued, committed)
+        return feed.subscribe(where, order_by, limit, max_queued, committed, since)
 
     def _select(self, where: Expr | None, terms: Sequence[OrderTerm], limit: int | None,
                 keys: Sequence[str] | None = None) -> list[tuple[str, int, R]]:

@@ -57,8 +57,10 @@ class Subscription:
     (or use ``async with``) to stop."""
 
     def __init__(self, feed: CollectionFeed, where: Expr | None,
-                 order_by: tuple[OrderTerm, ...], limit: int | None, max_queued: int) -> None:
+                 order_by: tuple[OrderTerm, ...], limit: int | None, max_queued: int,
+                 since: int | None = None) -> None:
         self._feed = feed
+        self.since = since
         self.where = where
         self.order_by = order_by
         self.limit = limit
@@ -68,13 +70,18 @@ class Subscription:
         self._versions: dict[str, int] = {}
         """What the subscriber has (as of the last message queued): stored key -> version."""
         self.closed = False
+        self._closed_event = trio.Event()
         self.resyncs = 0
 
     def close(self) -> None:
         if not self.closed:
             self.closed = True
+            self._closed_event.set()
             self._feed.remove(self)
             self._lot.unpark_all()
+
+    async def wait_closed(self) -> None:
+        await self._closed_event.wait()
 
     async def __aenter__(self) -> Subscription:
         return self
@@ -104,6 +111,23 @@ class Subscription:
             message = self._snapshot(resync=True)
         self._queue.append(message)
         self._lot.unpark_all()
+
+    def _start(self) -> None:
+        """The first message: a snapshot, or, resuming an unlimited subset from
+        ``since``, a change holding only what changed after it."""
+        records = self._feed.records
+        changes = None if self.since is None else records.pull_since(self.since)
+        changed_keys = getattr(changes, "changed", None)
+        deleted_keys = getattr(changes, "deleted", None)
+        if self.limit is not None or changed_keys is None or deleted_keys is None:
+            self._push(self._snapshot(resync=self.since is not None))
+            return
+        rows = records._select(self.where, self.order_by, None)
+        self._versions = {key: version for key, version, _ in rows}
+        changed = {encode_key(key) for key in changed_keys}
+        updated = [record for key, _, record in rows if key in changed]
+        removed = [key for key in changed_keys if encode_key(key) not in self._versions]
+        self._push(Change(self._feed.row_version, [], updated, [*removed, *deleted_keys]))
 
     def _snapshot(self, *, resync: bool = False) -> Snapshot:
         rows = self._feed.records._select(self.where, self.order_by, self.limit)
@@ -144,11 +168,12 @@ class CollectionFeed:
 
     def subscribe(self, where: Expr | None, order_by: str | Field | OrderTerm | Sequence[
             str | Field | OrderTerm], limit: int | None, max_queued: int,
-                  committed: bool) -> Subscription:
-        subscription = Subscription(self, where, order_terms(order_by), limit, max_queued)
+                  committed: bool, since: int | None = None) -> Subscription:
+        subscription = Subscription(self, where, order_terms(order_by), limit, max_queued,
+                                    since)
         if committed and self.row_version >= 0:
             self.subscriptions.append(subscription)
-            subscription._push(subscription._snapshot())
+            subscription._start()
         else:
             self._waiting.append(subscription)
         return subscription
@@ -182,5 +207,5 @@ class CollectionFeed:
         waiting, self._waiting = self._waiting, []
         for subscription in waiting:
             self.subscriptions.append(subscription)
-            subscription._push(subscription._snapshot())
+            subscription._start()
 

@@ -34,6 +34,11 @@ class Expr:
         """The SQL text, appending its bound values to ``params``."""
         raise NotImplementedError
 
+    def to_data(self) -> list[object]:
+        """This condition as JSON-able data (``expr_from_data`` reads it back): how a
+        condition crosses to another object or over the network."""
+        raise NotImplementedError
+
     def __and__(self, other: Expr) -> Expr:
         return _Junction("AND", (self, _expr(other)))
 
@@ -62,6 +67,9 @@ class _Junction(Expr):
     def compile(self, params: list[object]) -> str:
         return "(" + f" {self.op} ".join(part.compile(params) for part in self.parts) + ")"
 
+    def to_data(self) -> list[object]:
+        return [self.op.lower(), [part.to_data() for part in self.parts]]
+
 
 @attrs.frozen(eq=False)
 class _Not(Expr):
@@ -70,30 +78,47 @@ class _Not(Expr):
     def compile(self, params: list[object]) -> str:
         return f"(NOT {self.inner.compile(params)})"
 
+    def to_data(self) -> list[object]:
+        return ["not", self.inner.to_data()]
+
 
 @attrs.frozen(eq=False)
 class _Compare(Expr):
-    sql: str
+    field: Field
     op: str
     value: object
 
     def compile(self, params: list[object]) -> str:
         params.append(self.value)
-        return f"({self.sql} {self.op} ?)"
+        return f"({self.field.sql} {self.op} ?)"
+
+    def to_data(self) -> list[object]:
+        return ["cmp", self.field.path, self.op, self.value]
 
 
 @attrs.frozen(eq=False)
-class _Raw(Expr):
-    text: str
+class _Null(Expr):
+    field: Field
+    negated: bool = False
 
     def compile(self, params: list[object]) -> str:
-        return self.text
+        return f"({self.field.sql} IS {'NOT ' if self.negated else ''}NULL)"
+
+    def to_data(self) -> list[object]:
+        return ["not-null" if self.negated else "null", self.field.path]
 
 
 @attrs.frozen(eq=False)
 class _In(Expr):
-    sql: str
+    field: Field
     values: tuple[object, ...]
+
+    def to_data(self) -> list[object]:
+        return ["in", self.field.path, list(self.values)]
+
+    @property
+    def sql(self) -> str:
+        return self.field.sql
 
     def compile(self, params: list[object]) -> str:
         if not self.values:
@@ -136,10 +161,10 @@ class Field:
             raise TypeError(f"{self!r} {op} ...: {exc}") from None
         if literal is None:
             if op in ("=", "!="):
-                return _Raw(f"({self.sql} IS {'NOT ' if op == '!=' else ''}NULL)")
+                return _Null(self, negated=op == "!=")
             raise TypeError(f"{self!r} {op} None: nothing is ordered against null; use "
                             "is_null()")
-        return _Compare(self.sql, op, literal)
+        return _Compare(self, op, literal)
 
     def __eq__(self, value: object) -> Expr:  # type: ignore[override]  # builds a condition
         return self._compare("=", value)
@@ -166,23 +191,59 @@ class Field:
         literals = tuple(sql_literal(value) for value in values)
         if any(literal is None for literal in literals):
             raise TypeError(f"{self!r}.in_(...) with None: use | field.is_null()")
-        return _In(self.sql, literals)
+        return _In(self, literals)
 
     def like(self, pattern: str) -> Expr:
         """SQL LIKE: ``%`` any run, ``_`` one character, ASCII case-insensitive."""
         if not isinstance(pattern, str):
             raise TypeError(f"like() takes a str pattern, not {type(pattern).__name__}")
-        return _Compare(self.sql, "LIKE", pattern)
+        return _Compare(self, "LIKE", pattern)
 
     def is_null(self) -> Expr:
         """The field is null or missing."""
-        return _Raw(f"({self.sql} IS NULL)")
+        return _Null(self)
 
     def asc(self) -> OrderTerm:
         return OrderTerm(self, descending=False)
 
     def desc(self) -> OrderTerm:
         return OrderTerm(self, descending=True)
+
+
+_OPS = frozenset({"=", "!=", "<", "<=", ">", ">=", "LIKE"})
+
+
+def expr_from_data(data: object) -> Expr:
+    """The condition ``Expr.to_data`` wrote.
+
+    Raises:
+        ValueError: malformed data (it names the part).
+    """
+    try:
+        kind = data[0]  # type: ignore[index]  # checked by the except
+        if kind in ("and", "or"):
+            parts = [expr_from_data(part) for part in data[1]]  # type: ignore[index]  # as above
+            if len(parts) < 2:
+                raise ValueError(f"{kind} needs two conditions or more")
+            return _Junction(kind.upper(), tuple(parts))
+        if kind == "not":
+            return _Not(expr_from_data(data[1]))  # type: ignore[index]  # as above
+        if kind == "cmp" and data[2] in _OPS:  # type: ignore[index]  # as above
+            value = data[3]  # type: ignore[index]  # as above
+            if value is None or not isinstance(value, str | int | float):
+                raise ValueError(f"a comparison's value is a str or a number, not {value!r}")
+            return _Compare(Field(data[1]), data[2], value)  # type: ignore[index]  # as above
+        if kind in ("null", "not-null"):
+            return _Null(Field(data[1]), negated=kind == "not-null")  # type: ignore[index]  # as above
+        if kind == "in":
+            values = data[2]  # type: ignore[index]  # as above
+            if not isinstance(values, list) or not all(
+                    isinstance(v, str | int | float) for v in values):
+                raise ValueError("in takes a list of strings and numbers")
+            return _In(Field(data[1]), tuple(values))  # type: ignore[index]  # as above
+    except (TypeError, IndexError, KeyError, AttributeError) as exc:
+        raise ValueError(f"not a condition: {data!r:.80}") from exc
+    raise ValueError(f"not a condition: {data!r:.80}")
 
 
 def field(path: str) -> Field:

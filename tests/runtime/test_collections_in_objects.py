@@ -8,9 +8,9 @@ from typing import Any, ClassVar
 
 import pytest
 
-from actors import DurableObject, ObjectResetError
+from actors import DurableObject, ObjectResetError, RemoteError
 from harness import open_test_runtime
-from storage import Collection, SchemaMismatchError, collection, field
+from storage import Change, Collection, SchemaMismatchError, Snapshot, collection, field
 
 
 class TodoList(DurableObject):
@@ -123,3 +123,33 @@ async def test_a_failed_sync_is_retried_on_the_next_activation(tmp_path: Path) -
         await rt.restart(objects={"LIST": CachedV2})
         # The clear was not committed either: the next activation clears and syncs again.
         assert await rt.namespace("LIST").get_by_name("home").titles() == ["from upstream"]
+
+
+async def test_a_live_query_through_a_stub(tmp_path: Path) -> None:
+    """A snapshot, a change per committed call, nothing for a call that failed, and a
+    resume from a row version that yields only what came after it."""
+    async with open_test_runtime(tmp_path, {"LIST": TodoList}) as rt:
+        home = rt.namespace("LIST").get_by_name("home")
+        await home.add(1, "milk")
+        async with home.subscribe("todos", field("done") == False,  # noqa: E712
+                                  order_by="title") as feed:
+            first = await feed.__anext__()
+            assert isinstance(first, Snapshot)
+            assert [r["title"] for r in first.records] == ["milk"]
+            await home.add(2, "bread")
+            with pytest.raises(RemoteError, match="no record with key 99"):
+                await home.finish(99)  # failed: no message
+            await home.finish(1)
+            assert await feed.__anext__() == Change(2, [{"id": 2, "title": "bread",
+                                                         "done": False}], [], [])
+            assert await feed.__anext__() == Change(3, [], [], [1])
+            resume_from = 3
+        await home.add(3, "eggs")
+        await home.remove(2)
+        async with home.subscribe("todos", field("done") == False,  # noqa: E712
+                                  since=resume_from) as feed:
+            assert await feed.__anext__() == Change(
+                5, [], [{"id": 3, "title": "eggs", "done": False}], [2])
+        with pytest.raises(ValueError, match="declares no collection 'nope'"):
+            async with home.subscribe("nope"):
+                pass
