@@ -151,6 +151,10 @@ class Actor:
         """Admit nothing more; the driver finishes what was admitted, commits, and returns,
         and the file is closed (the router has already stopped routing here)."""
         self._stop_requested = True
+        if self.storage is not None:
+            # Live queries keep an object busy; stopping ends them (their subscribers
+            # resume from their row version), so the object can finish and close.
+            self.storage.close_subscriptions()
         if self.state == "running":
             self.state = "stopping"
             self._wakeup.set()

@@ -5,8 +5,11 @@ Routes (DESIGN.md, "The server"):
 - ``GET /healthz``: ``ok``.
 - ``POST /{tenant}/{namespace}/{name}/rpc/{method}`` with a JSON body
   ``{"args": [...], "kwargs": {...}}``: calls the method; answers ``{"result": ...}``.
+- ``/{tenant}/{namespace}/{name}/subscribe/{collection}``, a WebSocket: a live query of
+  one of the object's collections (see ``_live_socket``).
 - ``/{tenant}/{namespace}/{name}/{path...}``, any method: forwarded to the object's
-  ``fetch`` with the path after the name and the query string, headers and body intact.
+  ``fetch`` with the path after the name and the query string, headers and body intact
+  (a WebSocket upgrade too).
 
 Each tenant has its own runtime over ``<data>/tenants/<tenant>/`` and its own id keys, so
 one name in two tenants is two objects. With a tokens file, a request must carry
@@ -47,6 +50,7 @@ from actors import (
 from storage import DoboxError, UnsupportedValueError
 
 from ._guest import TrioPortal, log_errors, open_trio_guest
+from ._live_socket import open_live_socket
 from ._metrics import ServerMetrics
 from ._runtime import Runtime, open_runtime
 from ._websocket import WebSocket
@@ -191,6 +195,13 @@ class DoboxApp:
             return
         try:
             tenant, binding, name, rest = self._target(scope)
+            if len(rest) == 2 and rest[0] == "subscribe":  # a live query of a collection
+                live = await self._in_trio(self._live_query, tenant, binding, name, rest[1])
+                assert isinstance(live, WebSocket)
+                self.metrics.requests.labels("subscribe", "101").inc()
+                await send({"type": "websocket.accept"})
+                await bridge_websocket(live, receive, send, self._to_trio)
+                return
             request = _forwarded_request(scope, "GET", rest, b"")
             response = await self._in_trio(self._fetch, tenant, binding, name, request)
         except HttpError as error:
@@ -281,6 +292,13 @@ class DoboxApp:
         with trio.fail_after(self.request_timeout):
             call = getattr(stub, method)
             return await call(*args, **kwargs)
+
+    async def _live_query(self, tenant: str, binding: str, name: str,
+                          collection: str) -> WebSocket:
+        stub = (await self._runtime(tenant)).namespace(binding).get_by_name(name)
+        nursery = self._trio_nursery or (self._portal._nursery if self._portal else None)
+        assert nursery is not None, "the app was not started"
+        return open_live_socket(nursery, stub, collection, _to_json)
 
     async def _fetch(self, tenant: str, binding: str, name: str,
                      request: httpx.Request) -> httpx.Response:

@@ -17,9 +17,10 @@ Durable Objects docs suggest); nothing else is retried, and ``overloaded`` never
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Mapping
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
+from typing import Any
 
 import anyio
 import attrs
@@ -27,8 +28,9 @@ import httpx
 
 from actors import ObjectResetError, OverloadedError, RemoteError, UnknownMethodError
 from actors._errors import remote_error_class
-from storage import DoboxError, Value
+from storage import DoboxError, Expr, Value
 
+from ._client_live import LiveQuery
 from ._client_websocket import RemoteWebSocket, connect_websocket
 
 
@@ -154,6 +156,29 @@ class ClientStub:
 
     async def fetch(self, request: httpx.Request) -> httpx.Response:
         return await self._client.fetch(self._binding, self.name, request)
+
+    @asynccontextmanager
+    async def subscribe(  # type: ignore[explicit-any, misc]  # JSON messages
+        self, collection: str, where: Expr | None = None, *,
+        order_by: str | Sequence[str] = (), limit: int | None = None,
+    ) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+        """``async with stub.subscribe("todos", field("done") == False) as feed``: a live
+        query of one of the object's collections, over a WebSocket that is reopened with
+        exponential backoff when it drops, resuming where it left off (see
+        ``_client_live``). Iterate ``feed`` for the messages, as dicts.
+
+        Raises (while iterating):
+            LiveQueryError: the server refused the query (an unknown collection, say).
+        """
+        terms = [order_by] if isinstance(order_by, str) else list(order_by)
+        query = LiveQuery(
+            lambda: self.websocket(f"/subscribe/{collection}"), where, terms, limit,
+            lambda failures: self._client.retry.delay(min(failures, 16)))
+        messages = query.messages()
+        try:
+            yield messages
+        finally:
+            await messages.aclose()
 
     def websocket(self, path: str = "/", *, headers: Mapping[str, str] | None = None
                   ) -> AbstractAsyncContextManager[RemoteWebSocket]:

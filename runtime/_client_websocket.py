@@ -47,13 +47,15 @@ class RemoteWebSocket:
         except trio_websocket.ConnectionClosed as exc:
             raise _closed(exc) from exc
 
-    async def __aiter__(self) -> AsyncIterator[Message]:
+    def __aiter__(self) -> RemoteWebSocket:
         """Every message until the connection closes."""
-        while True:
-            try:
-                yield await self.receive()
-            except WebSocketClosed:
-                return
+        return self
+
+    async def __anext__(self) -> Message:
+        try:
+            return await self.receive()
+        except WebSocketClosed:
+            raise StopAsyncIteration from None
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         await self._connection.aclose(code, reason)

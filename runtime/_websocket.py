@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import TypeAlias
 
 import attrs
@@ -238,13 +238,15 @@ class WebSocket:
         assert self._close is not None, "a close or error frame closes this end"
         raise self._close
 
-    async def __aiter__(self) -> AsyncIterator[Message]:
+    def __aiter__(self) -> WebSocket:
         """Every message until the connection closes."""
-        while True:
-            try:
-                yield await self.receive()
-            except WebSocketClosed:
-                return
+        return self
+
+    async def __anext__(self) -> Message:
+        try:
+            return await self.receive()
+        except WebSocketClosed:
+            raise StopAsyncIteration from None
 
     # -- attachments ---------------------------------------------------------------------------
 

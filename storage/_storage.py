@@ -464,11 +464,15 @@ class Storage:
     def close(self) -> None:
         """Discard uncommitted writes, close the file and release its lock; live queries
         end (their iterators stop)."""
+        self.close_subscriptions()
+        self._db.close()
+
+    def close_subscriptions(self) -> None:
+        """End every live query (their iterators stop); subscribers resume elsewhere."""
         feeds, self._feeds = list(self._feeds.values()), {}
         for feed in feeds:
             for subscription in [*feed.subscriptions, *feed._waiting]:
                 subscription.close()
-        self._db.close()
 
     def __enter__(self) -> Storage:
         return self

@@ -6,6 +6,7 @@ import httpx
 
 from actors import DurableObject
 from runtime import WebSocket, WebSocketPair, WebSocketRequestResponsePair
+from storage import collection
 from tests.helpers import Counter
 
 
@@ -66,3 +67,18 @@ class Room(DurableObject):
 
 
 OBJECTS = {"COUNTER": Counter, "WEB": Web, "ROOM": Room}
+
+
+class Board(DurableObject):
+    """Notes in a collection, for live queries over the server."""
+
+    notes = collection("notes", indexes=["pinned"])
+
+    async def add(self, key: int, text: str, pinned: bool = False) -> None:
+        self.notes.insert({"id": key, "text": text, "pinned": pinned})
+
+    async def remove(self, key: int) -> bool:
+        return self.notes.delete(key)
+
+
+OBJECTS["BOARD"] = Board
