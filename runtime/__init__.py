@@ -6,6 +6,7 @@ from ._client import ClientError as ClientError
 from ._client import ClientNamespace as ClientNamespace
 from ._client import ClientStub as ClientStub
 from ._client import RetryPolicy as RetryPolicy
+from ._client_live import LiveQueryError as LiveQueryError
 from ._client_websocket import RemoteWebSocket as RemoteWebSocket
 from ._coordinator import Coordinator as Coordinator
 from ._coordinator import Lease as Lease
@@ -33,6 +34,7 @@ __all__ = [
     "ClientStub",
     "Coordinator",
     "Lease",
+    "LiveQueryError",
     "MessageTooBigError",
     "Namespace",
     "ReadyState",

@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 
 from harness import open_server_process
-from runtime import Client
-from runtime._client_live import LiveQueryError
+from runtime import Client, LiveQueryError
 from storage import field
 
 ROOT = Path(__file__).parent.parent.parent
