@@ -23,6 +23,7 @@ import json
 import logging
 from collections.abc import Callable
 
+import attrs
 import trio
 
 from storage import Change, Expr, Snapshot
@@ -110,9 +111,12 @@ def _parse(request: str | bytes) -> tuple[Expr | None, list[str], int | None, in
 
 
 def _message(message: Snapshot | Change, to_json: ToJson) -> dict[str, object]:
+    def records(items: list[object]) -> object:  # a record type's instances as dicts
+        return to_json([attrs.asdict(r) if attrs.has(type(r)) else r for r in items])
+
     if isinstance(message, Snapshot):
         return {"type": "snapshot", "row_version": message.row_version,
-                "records": to_json(message.records), "resync": message.resync}
+                "records": records(message.records), "resync": message.resync}
     return {"type": "change", "row_version": message.row_version,
-            "inserted": to_json(message.inserted), "updated": to_json(message.updated),
+            "inserted": records(message.inserted), "updated": records(message.updated),
             "removed": to_json(message.removed)}

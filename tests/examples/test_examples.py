@@ -9,9 +9,11 @@ import pytest
 import trio
 import trio.testing
 
+from actors import RemoteError
 from examples.rate_limiter.app import CAPACITY, TokenBucket
 from harness import ServerProcess, open_server_process, open_test_runtime
 from runtime import Client, WebSocketRejected
+from storage import field
 
 ROOT = Path(__file__).parent.parent.parent
 
@@ -81,6 +83,31 @@ async def wait_until_evicted(server: ServerProcess) -> None:
             while 'dobox_live_objects{tenant="default"} 0.0' not in (  # noqa: ASYNC110
                     await http.get("/metrics")).text:
                 await trio.sleep(0.05)
+
+
+async def test_todos_with_a_live_view_per_tenant(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.toml"
+    tokens.write_text('[tenants.acme]\ntoken = "a"\n[tenants.globex]\ntoken = "g"\n')
+    async with open_server_process(tmp_path / "data", "examples.todos.app:OBJECTS",
+                                   cwd=ROOT, tokens=tokens) as server, \
+            Client(server.base_url, tenant="acme", token="a") as acme, \
+            Client(server.base_url, tenant="globex", token="g") as globex:
+        home = acme.namespace("TODOS").get_by_name("home")
+        milk = await home.add("buy milk")
+        async with home.subscribe("todos", field("done") == False,  # noqa: E712
+                                  order_by="created") as feed:
+            snapshot = await feed.__anext__()
+            assert [t["title"] for t in snapshot["records"]] == ["buy milk"]
+            await globex.namespace("TODOS").get_by_name("home").add("another tenant's")
+            bread = await home.add("bake bread")
+            change = await feed.__anext__()  # globex's todo never shows up here
+            assert [t["title"] for t in change["inserted"]] == ["bake bread"]
+            await home.set_done(milk["id"])
+            assert (await feed.__anext__())["removed"] == [milk["id"]]
+            with pytest.raises(RemoteError, match="1 to 200 characters"):
+                await home.add("   ")
+            assert [t["title"] for t in await home.open_todos()] == ["bake bread"]
+            assert bread["done"] is False
 
 
 async def test_rate_limiter_refills_on_virtual_time(
