@@ -112,7 +112,8 @@ def _parse(request: str | bytes) -> tuple[Expr | None, list[str], int | None, in
 
 def _message(message: Snapshot | Change, to_json: ToJson) -> dict[str, object]:
     def records(items: list[object]) -> object:  # a record type's instances as dicts
-        return to_json([attrs.asdict(r) if attrs.has(type(r)) else r for r in items])
+        return to_json([attrs.asdict(r) if attrs.has(type(r)) else r  # type: ignore[arg-type]  # checked by has()
+                        for r in items])
 
     if isinstance(message, Snapshot):
         return {"type": "snapshot", "row_version": message.row_version,
