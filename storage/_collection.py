@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -135,6 +136,7 @@ class Collection(Generic[R]):
         self.record_type = record_type
         self._table = records_table(name)
         self._tombs = tombstones_table(name)
+        self._tombstones_possible = True
 
     def __repr__(self) -> str:
         return f"<Collection {self.name}>"
@@ -296,6 +298,10 @@ class Collection(Generic[R]):
         db.execute(f"SAVEPOINT {savepoint}")
         try:
             version = self._versions()[0] + 1
+            # A write over a deleted key removes its tombstone; with none at all (a
+            # collection never deleted from), that statement per record can be skipped.
+            self._tombstones_possible = self._db.execute(
+                f"SELECT 1 FROM {self._tombs} LIMIT 1").fetchone() is not None
             results = [self._one(operation, version) for operation in operations]
             db.execute(f"UPDATE {REGISTRY} SET row_version = ? WHERE name = ?",
                        (version, self.name))
@@ -317,11 +323,7 @@ class Collection(Generic[R]):
         if isinstance(operation, Insert | Upsert):
             record = self._input(operation.record)
             key = encode_key(record.get(self.key_field))
-            if isinstance(operation, Insert) and self._query(
-                    f"SELECT 1 FROM {self._table} WHERE key = ?", (key,)).fetchone():
-                raise DuplicateKeyError(f"{self.name} has a record with key "
-                                        f"{decode_key(key)!r} already; upsert() replaces it")
-            self._store(key, record, version)
+            self._store(key, record, version, replace=isinstance(operation, Upsert))
             return self._output(record)
         if isinstance(operation, Update):
             key = encode_key(operation.key)
@@ -344,14 +346,23 @@ class Collection(Generic[R]):
             if deleted:
                 self._db.execute(f"INSERT OR REPLACE INTO {self._tombs} (key, row_version) "
                                  "VALUES (?, ?)", (key, version))
+                self._tombstones_possible = True
             return bool(deleted)
         raise TypeError(f"a batch holds Insert, Upsert, Update and Delete, not {operation!r}")
 
-    def _store(self, key: str, record: Record, version: int) -> None:
+    def _store(self, key: str, record: Record, version: int, *, replace: bool = True) -> None:
         text, types = encode_record(record)
-        self._db.execute(f"INSERT OR REPLACE INTO {self._table} (key, value, types, "
-                         "row_version) VALUES (?, ?, ?, ?)", (key, text, types, version))
-        self._db.execute(f"DELETE FROM {self._tombs} WHERE key = ?", (key,))
+        verb = "INSERT OR REPLACE" if replace else "INSERT"
+        try:
+            self._db.conn.execute(f"{verb} INTO {self._table} (key, value, types, row_version) "
+                                  "VALUES (?, ?, ?, ?)", (key, text, types, version))
+        except sqlite3.IntegrityError:
+            raise DuplicateKeyError(f"{self.name} has a record with key {decode_key(key)!r} "
+                                    "already; upsert() replaces it") from None
+        except sqlite3.Error as exc:
+            raise self._db.translate(exc) from exc
+        if self._tombstones_possible:
+            self._db.execute(f"DELETE FROM {self._tombs} WHERE key = ?", (key,))
 
     def _prune_tombstones(self) -> None:
         row = self._db.execute(

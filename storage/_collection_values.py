@@ -123,6 +123,10 @@ def _datetime_text(value: dt.datetime, where: str) -> str:
     return value.astimezone(_UTC).isoformat(timespec="microseconds")
 
 
+_SCALARS = frozenset({str, int, bool, type(None)})
+"""Types stored as they are (exactly: subclasses, such as IntEnum, take the long way)."""
+
+
 def _plain(value: object, path: list[str | int], tags: TypeTags) -> object:
     if value is None or isinstance(value, bool | str):
         return value
@@ -139,15 +143,21 @@ def _plain(value: object, path: list[str | int], tags: TypeTags) -> object:
     if isinstance(value, Mapping):
         result = {}
         for name, item in value.items():
-            if not isinstance(name, str):
+            if type(name) is not str:
                 raise InvalidRecordError(f"{_describe(path)} has a {type(name).__name__} key "
                                          f"{name!r}; record keys are str")
-            result[name] = _plain(item, [*path, name], tags)
+            # Most values are plain scalars: no call, no path list for them.
+            kind = type(item)
+            if kind in _SCALARS or (kind is float and math.isfinite(item)):
+                result[name] = item
+            else:
+                result[name] = _plain(item, [*path, name], tags)
         return result
     if isinstance(value, list | tuple):
         if isinstance(value, tuple):
             tags.append((list(path), "tuple"))
-        return [_plain(item, [*path, index], tags) for index, item in enumerate(value)]
+        return [item if type(item) in _SCALARS else _plain(item, [*path, index], tags)
+                for index, item in enumerate(value)]
     if isinstance(value, dt.datetime):
         tags.append((list(path), "datetime"))
         return _datetime_text(value, _describe(path))
