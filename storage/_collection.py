@@ -242,6 +242,30 @@ class Collection(Generic[R]):
             (row_version,))]
         return Changes(latest, changed, deleted)
 
+    def get_metadata(self, key: str, default: object = None) -> Any:  # type: ignore[explicit-any]  # JSON
+        """A value the collection's sync source kept (its upstream cursor, say), or
+        ``default``. Metadata is cleared with the collection's data on a schema change."""
+        row = self._query(f"SELECT value FROM {META} WHERE collection = ? AND key = ?",
+                          (self.name, key)).fetchone()
+        return default if row is None else json.loads(row[0])
+
+    def set_metadata(self, key: str, value: object) -> None:
+        """Keep a JSON value under ``key`` (``None`` deletes it), in the implicit
+        transaction, so it commits with the writes it describes."""
+        db = self._db
+        self._query("SELECT 1")  # usable, in the implicit transaction
+        if value is None:
+            db.execute(f"DELETE FROM {META} WHERE collection = ? AND key = ?",
+                       (self.name, key))
+        else:
+            try:
+                text = json.dumps(value, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                raise InvalidRecordError(f"collection metadata is JSON: {exc}") from exc
+            db.execute(f"INSERT OR REPLACE INTO {META} (collection, key, value) "
+                       "VALUES (?, ?, ?)", (self.name, key, text))
+        db.mark_written()
+
     @property
     def row_version(self) -> int:
         """The version of the latest write (0 for a collection never written)."""

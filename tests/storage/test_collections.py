@@ -376,6 +376,8 @@ def test_a_sync_present_mismatch_clears_data_history_and_batch_ids(store: Storag
     old = store.collection(TODOS)
     old.apply([Insert({"id": 1}), Insert({"id": 2})], batch_id="b")
     old.delete(2)
+    old.set_metadata("cursor", {"upstream": 41})
+    assert old.get_metadata("cursor") == {"upstream": 41}
     resume_from = old.row_version
     other = collection("other")
     store.prepare_collection(other)
@@ -386,6 +388,7 @@ def test_a_sync_present_mismatch_clears_data_history_and_batch_ids(store: Storag
     assert len(records) == 0
     assert isinstance(records.pull_since(resume_from), FullReload)
     assert records.apply([Insert({"id": 1})], batch_id="b") is True  # the id was forgotten
+    assert records.get_metadata("cursor") is None  # the sync source's state went too
     assert store.collection(other).get("kept") == {"id": "kept"}  # one collection only
     store.mark_collection_synced(cached)
     assert store.prepare_collection(cached) is False
