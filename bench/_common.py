@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -27,3 +28,20 @@ def run_with_scratch_dir(
         trio.run(main_async, args)
     finally:
         shutil.rmtree(args.dir, ignore_errors=True)
+
+
+def rate(operations_per_call: int, call: Callable[[], None], seconds: float) -> float:
+    """Best of three: operations per second while calling ``call`` for ``seconds``."""
+    best = 0.0
+    for _ in range(3):
+        done = 0
+        start = time.perf_counter()
+        deadline = start + seconds
+        while True:
+            call()
+            done += operations_per_call
+            now = time.perf_counter()
+            if now >= deadline:
+                break
+        best = max(best, done / (now - start))
+    return best

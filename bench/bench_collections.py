@@ -28,28 +28,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import trio
-from _common import run_with_scratch_dir
+from _common import rate, run_with_scratch_dir
 
 from storage import Insert, Storage, collection, field, open_storage
 
 NOTES = collection("notes", indexes=[field("flag")])
 RARE = 10_000
 """One record in RARE matches the conditions load_subset is timed with."""
-
-
-def rate(operations_per_call: int, call: Callable[[], None], seconds: float) -> float:
-    best = 0.0
-    for _ in range(3):
-        done = 0
-        start = time.perf_counter()
-        while True:
-            call()
-            done += operations_per_call
-            now = time.perf_counter()
-            if now - start >= seconds:
-                break
-        best = max(best, done / (now - start))
-    return best
 
 
 def record(i: int) -> dict[str, object]:

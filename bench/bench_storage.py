@@ -19,33 +19,16 @@ import platform
 import shutil
 import sqlite3
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import trio
+from _common import rate
 
 from storage import Storage, encode_value, open_storage
 
 KEYS = [f"user:{i:06}" for i in range(1_000)]
 VALUE = {"name": "Ada Lovelace", "visits": 12, "tags": ["admin", "beta"], "score": 0.75}
 BATCH = 100
-
-
-def rate(operations_per_call: int, call: Callable[[], None], seconds: float) -> float:
-    """Best of three: operations per second while calling ``call`` for ``seconds``."""
-    best = 0.0
-    for _ in range(3):
-        done = 0
-        start = time.perf_counter()
-        deadline = start + seconds
-        while True:
-            call()
-            done += operations_per_call
-            now = time.perf_counter()
-            if now >= deadline:
-                break
-        best = max(best, done / (now - start))
-    return best
 
 
 def raw_connection(path: Path) -> sqlite3.Connection:
