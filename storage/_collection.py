@@ -29,6 +29,18 @@ import attrs
 
 from ._collection_feed import MAX_QUEUED, CollectionFeed, Subscription
 from ._collection_query import Expr, Field, OrderTerm, after_condition, order_terms
+from ._collection_types import (
+    Changes,
+    Delete,
+    DuplicateKeyError,
+    FullReload,
+    Insert,
+    Operation,
+    Page,
+    RecordNotFoundError,
+    Update,
+    Upsert,
+)
 from ._collection_values import (
     InvalidRecordError,
     decode_key,
@@ -49,75 +61,12 @@ MAX_TOMBSTONES = 10_000
 MAX_BATCH_IDS = 1_000
 
 
-class RecordNotFoundError(DoboxError, KeyError):
-    """``update`` or ``get`` of a key the collection does not hold."""
-
-    def __str__(self) -> str:  # KeyError would show the message quoted
-        return str(self.args[0])
-
-
-class DuplicateKeyError(DoboxError, ValueError):
-    """``insert`` of a key the collection holds already (``upsert`` replaces instead)."""
-
-
 def records_table(name: str) -> str:
     return f"_dobox_c_{name}"
 
 
 def tombstones_table(name: str) -> str:
     return f"_dobox_t_{name}"
-
-
-@attrs.frozen
-class Insert:
-    record: object
-
-
-@attrs.frozen
-class Upsert:
-    record: object
-
-
-@attrs.frozen
-class Update:
-    key: str | int
-    changes: Mapping[str, object]
-
-
-@attrs.frozen
-class Delete:
-    key: str | int
-
-
-Operation = Insert | Upsert | Update | Delete
-
-
-@attrs.frozen
-class Page(Generic[R]):
-    """One page of ``load_subset``: the records, and the cursor for the next page (None
-    when there is none)."""
-
-    records: list[R]
-    cursor: str | None
-
-
-@attrs.frozen
-class Changes:
-    """What ``pull_since(version)`` found: keys changed (inserted or updated) and deleted
-    since ``version``, up to ``row_version`` (pass it to the next ``pull_since``)."""
-
-    row_version: int
-    changed: list[str | int]
-    deleted: list[str | int]
-
-
-@attrs.frozen
-class FullReload:
-    """``pull_since`` cannot list the changes (the history kept starts later, or the
-    collection was cleared): load the whole subset again, then resume from
-    ``row_version``."""
-
-    row_version: int
 
 
 class Collection(Generic[R]):
