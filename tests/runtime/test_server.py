@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import trio
 
 from harness import ServerProcess, open_server_process
 
@@ -122,3 +123,27 @@ async def test_metrics_in_prometheus_text_format(server: ServerProcess) -> None:
     assert 'dobox_live_objects{tenant="default"} 1.0' in text
     assert 'dobox_activations_total{tenant="default"} 1.0' in text
     assert 'dobox_commit_seconds_count{tenant="default"} 3.0' in text
+
+
+async def test_sigterm_lets_in_flight_requests_finish(server: ServerProcess) -> None:
+    """SIGTERM while a call is running and a write waits behind it: both are answered,
+    the write is durable, and the server exits 0; nothing new is admitted meanwhile."""
+    answers: dict[str, httpx.Response] = {}
+
+    async def call(label: str, path: str, body: object) -> None:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+            answers[label] = await client.post(path, json=body)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(call, "slow", "/default/COUNTER/a/rpc/sleep", {"args": [1.5]})
+        nursery.start_soon(call, "write", "/default/COUNTER/a/rpc/increment", {"args": [5]})
+        with trio.fail_after(20):  # until the server holds both (its state, not a timer)
+            async with httpx.AsyncClient(base_url=server.base_url) as probe:
+                while 'dobox_queued_events{tenant="default"} 2.0' not in (  # noqa: ASYNC110
+                        await probe.get("/metrics")).text:
+                    await trio.sleep(0.01)
+        assert await server.terminate() == 0
+    assert answers["slow"].status_code == 200
+    assert answers["write"].json() == {"result": 5}
+    await server.restart()
+    assert (await rpc(server, "/default/COUNTER/a/rpc/value")).json() == {"result": 5}
