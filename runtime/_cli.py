@@ -135,8 +135,14 @@ _TENANT = click.option("--tenant", default=None, help="A server tenant's objects
 @click.option("--idle-timeout", type=click.FloatRange(min=0, min_open=True), default=70.0,
               show_default=True, help="Seconds without events before an object is evicted "
               "(its accepted WebSockets stay open).")
+@click.option("--request-timeout", type=click.FloatRange(min=0, min_open=True),
+              default=30.0, show_default=True,
+              help="Seconds a request may take before it is answered 504.")
+@click.option("--max-queued", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Events waiting per object before more are refused (503, overloaded).")
 def serve(objects_spec: str, data: Path, host: str, port: int, tokens: Path | None,
-          durability: str, idle_timeout: float) -> None:
+          durability: str, idle_timeout: float, request_timeout: float,
+          max_queued: int) -> None:
     """Serve the objects named by MODULE:OBJECTS (a dict of binding to class) over HTTP."""
     import uvicorn  # imported here: the other commands do not need a server
 
@@ -148,8 +154,9 @@ def serve(objects_spec: str, data: Path, host: str, port: int, tokens: Path | No
     if tenant_tokens is None and host != "127.0.0.1":
         click.echo("without --tokens the server binds to 127.0.0.1 only", err=True)
         host = "127.0.0.1"
-    app = DoboxApp(data, objects, tokens=tenant_tokens,
-                   runtime_options={"durability": durability, "idle_timeout": idle_timeout})
+    app = DoboxApp(data, objects, tokens=tenant_tokens, request_timeout=request_timeout,
+                   runtime_options={"durability": durability, "idle_timeout": idle_timeout,
+                                    "max_queued_per_object": max_queued})
     config = uvicorn.Config(app, host=host, port=port, loop="uvloop", http="httptools",
                             lifespan="on", log_level="warning",
                             ws_max_size=MAX_MESSAGE_SIZE)  # larger ones are refused (1009)

@@ -147,3 +147,33 @@ async def test_sigterm_lets_in_flight_requests_finish(server: ServerProcess) -> 
     assert answers["write"].json() == {"result": 5}
     await server.restart()
     assert (await rpc(server, "/default/COUNTER/a/rpc/value")).json() == {"result": 5}
+
+
+async def test_timeouts_overload_and_resets_answer_with_their_statuses(tmp_path: Path) -> None:
+    async with open_server_process(tmp_path, OBJECTS, cwd=ROOT, options=[
+            "--request-timeout", "1", "--max-queued", "1"]) as server:
+        slow = await rpc(server, "/default/COUNTER/slow/rpc/sleep", {"args": [3]})
+        assert slow.status_code == 504
+        assert slow.json()["error"]["type"] == "Timeout"
+        answers: dict[str, httpx.Response] = {}
+
+        async def call(label: str, path: str, body: object) -> None:
+            answers[label] = await rpc(server, path, body)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(call, "busy", "/default/COUNTER/busy/rpc/sleep", {"args": [0.5]})
+            with trio.fail_after(20):  # until the object holds the call (its state)
+                async with httpx.AsyncClient(base_url=server.base_url) as probe:
+                    while 'dobox_queued_events{tenant="default"} 1.0' not in (  # noqa: ASYNC110
+                            await probe.get("/metrics")).text:
+                        await trio.sleep(0.01)
+            await call("refused", "/default/COUNTER/busy/rpc/value", None)
+        refused = answers["refused"]
+        assert (refused.status_code, refused.headers["retry-after"]) == (503, "1")
+        assert refused.json()["error"]["overloaded"] is True
+        assert answers["busy"].status_code == 200
+        reset = await rpc(server, "/default/COUNTER/r/rpc/abort")
+        assert reset.status_code == 503
+        error = reset.json()["error"]
+        assert (error["type"], error["reset"], error["retryable"]) == (
+            "ObjectResetError", True, True)
