@@ -20,7 +20,7 @@ from ._collection import Collection
 from ._collection_feed import CollectionFeed
 from ._collection_spec import CollectionSpec, mark_collection_synced, prepare_collection
 from ._database import Database, Durability
-from ._errors import StorageIOError, TransactionError
+from ._errors import DoboxError, StorageIOError, TransactionError
 from ._kv import SyncKV, Value
 from ._limits import MAX_TRANSACTION_DEPTH
 from ._meta import (
@@ -419,8 +419,16 @@ class Storage:
             for name, feed in list(self._feeds.items()):
                 if feed.idle:
                     del self._feeds[name]
-                else:
+                    continue
+                try:
                     feed.after_commit()
+                except DoboxError:
+                    # The commit succeeded; a failure to read what it changed must not look
+                    # like a failed commit. End these live queries: their subscribers
+                    # resume from their row version, which finds the changes again.
+                    del self._feeds[name]
+                    for subscription in [*feed.subscriptions, *feed._waiting]:
+                        subscription.close()
             if self._db.in_transaction and not self._db.has_uncommitted_writes:
                 self._db.commit()  # end the read snapshot the feeds' queries opened
 

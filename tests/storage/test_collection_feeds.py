@@ -161,3 +161,19 @@ async def test_closing_ends_the_iteration(store: Storage, items: Collection[Any]
     other = items.subscribe()
     store.close()  # closing the storage ends every live query
     assert [m async for m in other] == [Snapshot([{"id": 1}], 1)]
+
+
+async def test_a_feed_that_cannot_read_ends_without_failing_the_commit(
+        store: Storage, items: Collection[Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    feed = items.subscribe()
+    await feed.__anext__()
+
+    def broken(*args: object, **kwargs: object) -> object:
+        raise storage.StorageIOError("the disk failed a read")
+
+    monkeypatch.setattr(items, "pull_since", broken)
+    items.insert({"id": 1})
+    store.commit()  # durable, and not reported as failed
+    assert [m async for m in feed] == []  # the live query ended: its subscriber resumes
+    monkeypatch.undo()
+    assert items.get(1) == {"id": 1}
