@@ -269,9 +269,7 @@ class DoboxApp:
         starting = self._starting.get(tenant)
         if starting is None:
             self._starting[tenant] = starting = trio.Event()
-            nursery = self._trio_nursery or (self._portal._nursery if self._portal else None)
-            assert nursery is not None, "the app was not started"
-            await nursery.start(self._serve_tenant, tenant)
+            await self._nursery().start(self._serve_tenant, tenant)
             starting.set()
         else:
             await starting.wait()
@@ -296,9 +294,13 @@ class DoboxApp:
     async def _live_query(self, tenant: str, binding: str, name: str,
                           collection: str) -> WebSocket:
         stub = (await self._runtime(tenant)).namespace(binding).get_by_name(name)
+        return open_live_socket(self._nursery(), stub, collection, _to_json)
+
+    def _nursery(self) -> trio.Nursery:
+        """Where the server's trio tasks live: the caller's (hypercorn) or the guest's."""
         nursery = self._trio_nursery or (self._portal._nursery if self._portal else None)
         assert nursery is not None, "the app was not started"
-        return open_live_socket(nursery, stub, collection, _to_json)
+        return nursery
 
     async def _fetch(self, tenant: str, binding: str, name: str,
                      request: httpx.Request) -> httpx.Response:

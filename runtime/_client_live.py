@@ -47,7 +47,6 @@ class LiveQuery:
         self._delay = delay
         self.row_version: int | None = None
         """The row version of the last message delivered: where a reconnect resumes."""
-        self.reconnects = 0
 
     async def messages(self) -> AsyncGenerator[dict[str, Any], None]:  # type: ignore[explicit-any]  # JSON
         failures = 0
@@ -68,6 +67,5 @@ class LiveQuery:
                     raise
                 log.debug("live query connection lost (%s); reconnecting", exc)
             failures += 1
-            self.reconnects += 1
             await trio.sleep(self._delay(failures))
 

@@ -10,7 +10,6 @@ first): nothing leaves an object before its writes are on disk.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import AsyncIterator, Coroutine, Generator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
@@ -137,9 +136,9 @@ class Stub:
         since: int | None = None,
     ) -> AsyncIterator[AsyncIterator[Snapshot | Change]]:
         """A live query on one of the object's collections, from outside it: yields an
-        async iterator of ``Snapshot``/``Change`` messages (copies: nothing is shared with
-        the object). While it is open the object stays live. See
-        docs/reference/collections.md.
+        async iterator of ``Snapshot``/``Change`` messages. Nothing in them is shared with
+        the object: each subscription's records are decoded from the database for it. While
+        it is open the object stays live. See docs/reference/collections.md.
 
         Raises:
             ValueError: the class declares no such collection, or a bad condition.
@@ -161,7 +160,7 @@ class Stub:
         subscription = await Call(self, "run", "subscribe", start)
         assert isinstance(subscription, Subscription)
         try:
-            yield _Copies(subscription)
+            yield subscription
         finally:
             subscription.close()
 
@@ -187,22 +186,6 @@ class Stub:
             yield client
         finally:
             client.close()
-
-
-class _Copies:
-    """A subscription's messages as copies, so that a subscriber outside the object never
-    shares a record with it."""
-
-    __slots__ = ("_subscription",)
-
-    def __init__(self, subscription: Subscription) -> None:
-        self._subscription = subscription
-
-    def __aiter__(self) -> _Copies:
-        return self
-
-    async def __anext__(self) -> Snapshot | Change:
-        return copy.deepcopy(await self._subscription.__anext__())
 
 
 class _Method:

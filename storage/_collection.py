@@ -180,16 +180,29 @@ class Collection(Generic[R]):
     def pull_since(self, row_version: int) -> Changes | FullReload:
         """Keys changed and deleted since ``row_version``, or ``FullReload`` when the
         history kept does not reach back that far."""
+        latest, changed, deleted = self._changes_since(row_version)
+        if changed is None or deleted is None:
+            return FullReload(latest)
+        return Changes(latest, [decode_key(k) for k in changed],
+                       [decode_key(k) for k in deleted])
+
+    def _changes_since(self, row_version: int
+                       ) -> tuple[int, list[str] | None, list[str] | None]:
+        """``(latest row version, changed, deleted)`` in stored keys, both None when the
+        history does not reach back to ``row_version``. One query when nothing changed (a
+        commit of a read-only turn, for live queries)."""
         latest, floor = self._versions()
         if row_version < floor or row_version > latest:
-            return FullReload(latest)
-        changed = [decode_key(k) for (k,) in self._query(
+            return latest, None, None
+        if row_version == latest:
+            return latest, [], []
+        changed = [k for (k,) in self._query(
             f"SELECT key FROM {self._table} WHERE row_version > ? ORDER BY row_version, key",
             (row_version,))]
-        deleted = [decode_key(k) for (k,) in self._query(
+        deleted = [k for (k,) in self._query(
             f"SELECT key FROM {self._tombs} WHERE row_version > ? ORDER BY row_version, key",
             (row_version,))]
-        return Changes(latest, changed, deleted)
+        return latest, changed, deleted
 
     def get_metadata(self, key: str, default: object = None) -> Any:  # type: ignore[explicit-any]  # JSON
         """A value the collection's sync source kept (its upstream cursor, say), or
@@ -202,7 +215,8 @@ class Collection(Generic[R]):
         """Keep a JSON value under ``key`` (``None`` deletes it), in the implicit
         transaction, so it commits with the writes it describes."""
         db = self._db
-        self._query("SELECT 1")  # usable, in the implicit transaction
+        db.check_usable()
+        db.begin()
         if value is None:
             db.execute(f"DELETE FROM {META} WHERE collection = ? AND key = ?",
                        (self.name, key))
@@ -270,11 +284,15 @@ class Collection(Generic[R]):
         savepoint = "dobox_collection_write"
         db.execute(f"SAVEPOINT {savepoint}")
         try:
-            version = self._versions()[0] + 1
-            # A write over a deleted key removes its tombstone; with none at all (a
-            # collection never deleted from), that statement per record can be skipped.
-            self._tombstones_possible = self._db.execute(
-                f"SELECT 1 FROM {self._tombs} LIMIT 1").fetchone() is not None
+            # One query for the next version and whether any tombstone exists: a write
+            # over a deleted key removes its tombstone, and with none at all (a collection
+            # never deleted from) that statement per record is skipped.
+            row = db.execute(f"SELECT row_version, EXISTS (SELECT 1 FROM {self._tombs}) "
+                             f"FROM {REGISTRY} WHERE name = ?", (self.name,)).fetchone()
+            if row is None:
+                raise DoboxError(f"collection {self.name!r} is not prepared in this object")
+            version = int(row[0]) + 1
+            self._tombstones_possible = bool(row[1])
             results = [self._one(operation, version) for operation in operations]
             db.execute(f"UPDATE {REGISTRY} SET row_version = ? WHERE name = ?",
                        (version, self.name))
@@ -283,7 +301,8 @@ class Collection(Generic[R]):
                            "VALUES (?, ?, ?)", (self.name, batch_id, version))
                 db.execute(f"DELETE FROM {BATCHES} WHERE collection = ? AND row_version <= ?",
                            (self.name, version - MAX_BATCH_IDS))
-            self._prune_tombstones()
+            if any(isinstance(operation, Delete) for operation in operations):
+                self._prune_tombstones()  # only deletes add tombstones
         except BaseException:
             db.execute(f"ROLLBACK TO {savepoint}")
             db.execute(f"RELEASE {savepoint}")

@@ -22,7 +22,7 @@ import attrs
 import trio
 
 from ._collection_query import Expr, Field, OrderTerm, order_terms
-from ._collection_values import decode_key, encode_key
+from ._collection_values import decode_key
 
 if TYPE_CHECKING:
     from ._collection import Collection
@@ -116,18 +116,19 @@ class Subscription:
         """The first message: a snapshot, or, resuming an unlimited subset from
         ``since``, a change holding only what changed after it."""
         records = self._feed.records
-        changes = None if self.since is None else records.pull_since(self.since)
-        changed_keys = getattr(changes, "changed", None)
-        deleted_keys = getattr(changes, "deleted", None)
-        if self.limit is not None or changed_keys is None or deleted_keys is None:
+        changed = deleted = None
+        if self.since is not None and self.limit is None:
+            _, changed, deleted = records._changes_since(self.since)
+        if changed is None or deleted is None:
             self._push(self._snapshot(resync=self.since is not None))
             return
         rows = records._select(self.where, self.order_by, None)
         self._versions = {key: version for key, version, _ in rows}
-        changed = {encode_key(key) for key in changed_keys}
-        updated = [record for key, _, record in rows if key in changed]
-        removed = [key for key in changed_keys if encode_key(key) not in self._versions]
-        self._push(Change(self._feed.row_version, [], updated, [*removed, *deleted_keys]))
+        changed_set = set(changed)
+        updated = [record for key, _, record in rows if key in changed_set]
+        removed = [key for key in changed if key not in self._versions] + deleted
+        self._push(Change(self._feed.row_version, [], updated,
+                          [decode_key(key) for key in removed]))
 
     def _snapshot(self, *, resync: bool = False) -> Snapshot:
         rows = self._feed.records._select(self.where, self.order_by, self.limit)
@@ -192,16 +193,11 @@ class CollectionFeed:
         if self.row_version < 0:
             self.row_version = self.records.row_version
         else:
-            changes = self.records.pull_since(self.row_version)
-            self.row_version = changes.row_version
-            changed_keys = getattr(changes, "changed", None)
-            deleted_keys = getattr(changes, "deleted", None)
-            if changed_keys is None or deleted_keys is None:  # FullReload: the data was reset
+            self.row_version, changed, deleted = self.records._changes_since(self.row_version)
+            if changed is None or deleted is None:  # the history is gone: the data was reset
                 for subscription in self.subscriptions:
                     subscription._push(subscription._snapshot(resync=True))
-            elif changed_keys or deleted_keys:
-                changed = [encode_key(key) for key in changed_keys]
-                deleted = [encode_key(key) for key in deleted_keys]
+            elif changed or deleted:
                 for subscription in self.subscriptions:
                     subscription._changed(changed, deleted)
         waiting, self._waiting = self._waiting, []

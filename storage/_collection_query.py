@@ -116,20 +116,16 @@ class _In(Expr):
     def to_data(self) -> list[object]:
         return ["in", self.field.path, list(self.values)]
 
-    @property
-    def sql(self) -> str:
-        return self.field.sql
-
     def compile(self, params: list[object]) -> str:
         if not self.values:
             # Matches nothing, and like every comparison it is unknown for a null field
             # (SQLite's own "x IN ()" is false even for null, so its negation would match).
-            return f"(CASE WHEN {self.sql} IS NULL THEN NULL ELSE 0 END)"
+            return f"(CASE WHEN {self.field.sql} IS NULL THEN NULL ELSE 0 END)"
         if len(self.values) <= IN_INLINE:
             params.extend(self.values)
-            return f"({self.sql} IN ({', '.join('?' * len(self.values))}))"
+            return f"({self.field.sql} IN ({', '.join('?' * len(self.values))}))"
         params.append(json.dumps(self.values))
-        return f"({self.sql} IN (SELECT value FROM json_each(?)))"
+        return f"({self.field.sql} IN (SELECT value FROM json_each(?)))"
 
 
 class Field:

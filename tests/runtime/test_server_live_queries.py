@@ -4,13 +4,14 @@ and repeats none."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from harness import open_server_process
-from runtime import Client, LiveQueryError
+from runtime import Client, LiveQueryError, WebSocketClosed
 from storage import field
 
 ROOT = Path(__file__).parent.parent.parent
@@ -60,3 +61,27 @@ async def test_an_unknown_collection_is_refused(tmp_path: Path) -> None:
         with pytest.raises(LiveQueryError, match="declares no collection 'nope'"):
             async with board.subscribe("nope") as feed:
                 await feed.__anext__()
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        pytest.param("not json", "the first message must be the query as JSON", id="json"),
+        pytest.param('{"where": ["cmp", "a", "DROP", 1]}', "not a condition", id="where"),
+        pytest.param('{"limit": "10"}', '"limit" is an int or null', id="limit"),
+        pytest.param('{"order_by": [1]}', '"order_by" is a list of field names', id="order"),
+    ],
+)
+async def test_a_malformed_query_is_refused(tmp_path: Path, query: str, message: str) -> None:
+    async with open_server_process(tmp_path, OBJECTS, cwd=ROOT) as server, \
+            Client(server.base_url) as client:
+        board = client.namespace("BOARD").get_by_name("team")
+        async with board.websocket("/subscribe/notes") as ws:
+            await ws.send(query)
+            answer = json.loads(await ws.receive())
+            assert answer["type"] == "error"
+            assert message in answer["message"]
+            with pytest.raises(WebSocketClosed) as closed:
+                await ws.receive()
+            assert closed.value.code == 1008
+        assert not (tmp_path / "tenants" / "default" / "BOARD").exists()  # nothing activated

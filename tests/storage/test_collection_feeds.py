@@ -171,7 +171,7 @@ async def test_a_feed_that_cannot_read_ends_without_failing_the_commit(
     def broken(*args: object, **kwargs: object) -> object:
         raise storage.StorageIOError("the disk failed a read")
 
-    monkeypatch.setattr(items, "pull_since", broken)
+    monkeypatch.setattr(items, "_changes_since", broken)
     items.insert({"id": 1})
     store.commit()  # durable, and not reported as failed
     assert [m async for m in feed] == []  # the live query ended: its subscriber resumes

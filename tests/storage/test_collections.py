@@ -4,6 +4,7 @@ every query operator, ordering, cursors, index use, record types, and schema pol
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import re
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ from storage import (
     field,
     open_storage,
 )
+from storage._collection_query import expr_from_data
 
 TODOS = collection("todos", indexes=[field("done"), (field("owner"), field("rank"))])
 
@@ -419,3 +421,16 @@ def test_delete_all_removes_collections(store: Storage, todos: Collection[Any]) 
     store.delete_all_sync()
     store.prepare_collection(TODOS)
     assert len(store.collection(TODOS)) == 0
+
+
+def test_conditions_cross_as_data_and_malformed_data_is_refused(
+        people: Collection[Any]) -> None:
+    condition = ((field("age") >= 25) & ~field("owner").in_(["x"])) | field("age").is_null()
+    again = expr_from_data(json.loads(json.dumps(condition.to_data())))
+    assert keys(people.load_subset(again).records) == keys(
+        people.load_subset(condition).records) == ["c", "e"]  # b's owner is null: unknown
+    for bad in (["bogus"], "cmp", ["cmp", "a'", "=", 1], ["cmp", "a", "DROP", 1],
+                ["cmp", "a", "=", None], ["and", [["null", "a"]]], ["in", "a", "x"], []):
+        with pytest.raises(ValueError,
+                           match=r"not a condition|identifier|value is|needs two|in takes"):
+            expr_from_data(bad)
