@@ -7,7 +7,9 @@
     │   ├── OverloadedError         the object's queue is full (overloaded=True); don't retry
     │   └── ObjectResetError        the object was reset (reset=True); a retry starts it afresh
     ├── InvalidObjectId             (also ValueError) malformed, or of another namespace
+    ├── InvalidObjectName           (also ValueError) empty, '.', '..', not UTF-8, too long
     ├── UnknownMethodError          (also AttributeError) not a public RPC method of the class
+    ├── InvalidArgumentsError       (also TypeError) arguments that do not fit the method
     └── RuntimeClosedError          the runtime is closing or closed: you closed it
 
 A ``RemoteError`` keeps the name and message of the exception the handler raised
@@ -122,8 +124,18 @@ class InvalidObjectId(DoboxError, ValueError):
     """An object id that is not 64 hex digits, or was made by another namespace."""
 
 
+class InvalidObjectName(DoboxError, ValueError):
+    """An object name that is empty, ``.`` or ``..``, not valid UTF-8 text, or longer than
+    ``MAX_NAME_BYTES``."""
+
+
 class UnknownMethodError(DoboxError, AttributeError):
     """The class has no public ``async def`` of that name that may be called over RPC."""
+
+
+class InvalidArgumentsError(DoboxError, TypeError):
+    """A call's arguments do not fit the RPC method's signature; refused before the object
+    runs (nothing is queued or activated)."""
 
 
 class RuntimeClosedError(DoboxError):

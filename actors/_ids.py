@@ -16,9 +16,41 @@ import secrets
 
 import attrs
 
-from ._errors import InvalidObjectId
+from ._errors import InvalidObjectId, InvalidObjectName
 
 _HEX_ID = re.compile(r"[0-9a-fA-F]{64}")
+
+MAX_NAME_BYTES = 1024
+"""The longest object name, in UTF-8 bytes. Names are identifiers, not data: 1 KiB holds any
+composed key (a tenant, a room and a user id, say) and keeps a URL naming the object, even
+fully percent-encoded, well under the 8 KiB request line that common proxies accept."""
+
+
+def check_name(name: str) -> bytes:
+    """The UTF-8 bytes of a valid object name.
+
+    A name is 1 to ``MAX_NAME_BYTES`` bytes of UTF-8 text (no lone surrogates), and not
+    ``.`` or ``..``, which URLs treat as path steps: the same name must mean the same object
+    in process, over HTTP and behind any proxy.
+
+    Raises:
+        TypeError: ``name`` is not a str.
+        InvalidObjectName: the name breaks one of those rules.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"object names are str, not {type(name).__name__}")
+    try:
+        encoded = name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidObjectName(
+            f"object name {name!r:.80} is not valid Unicode text (a lone surrogate)") from None
+    if not encoded or name in (".", ".."):
+        raise InvalidObjectName(f"{name!r} is not an object name: names are not empty, "
+                                "'.' or '..'")
+    if len(encoded) > MAX_NAME_BYTES:
+        raise InvalidObjectName(f"object name {name!r:.40} is {len(encoded):,} bytes long; "
+                                f"names are at most {MAX_NAME_BYTES:,} bytes of UTF-8")
+    return encoded
 
 
 def namespace_key(unique_key: str) -> bytes:
@@ -47,9 +79,8 @@ class ObjectId:
 
 
 def id_from_name(key: bytes, name: str) -> ObjectId:
-    if not isinstance(name, str):
-        raise TypeError(f"object names are str, not {type(name).__name__}")
-    head = hmac.digest(key, b"name\x00" + name.encode("utf-8", "surrogatepass"), "sha256")[:16]
+    """Raises: as ``check_name``."""
+    head = hmac.digest(key, b"name\x00" + check_name(name), "sha256")[:16]
     return ObjectId((head + _mac(key, head)).hex(), name)
 
 

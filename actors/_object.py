@@ -20,18 +20,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-HANDLER_NAMES = frozenset(
-    {
-        "fetch",
-        "alarm",
-        "on_start",
-        "sync",
-        "websocket_message",
-        "websocket_close",
-        "websocket_error",
-    }
-)
-"""Methods the runtime calls itself; they cannot be called over RPC."""
 
 
 class ObjectHost(Protocol):
@@ -196,14 +184,3 @@ def schema_policy(cls: type[DurableObject]) -> SchemaPolicy:
 def is_sync_present(cls: type[DurableObject]) -> bool:
     """Whether the class's storage is a cache of an upstream truth (it defines ``sync``)."""
     return inspect.iscoroutinefunction(getattr(cls, "sync", None))
-
-
-def rpc_method_names(cls: type[DurableObject]) -> frozenset[str]:
-    """The names a stub may call: public coroutine functions, less the handlers."""
-    return frozenset(
-        name
-        for name, value in inspect.getmembers(cls)
-        if not name.startswith("_")
-        and name not in HANDLER_NAMES
-        and inspect.iscoroutinefunction(value)
-    )

@@ -101,7 +101,7 @@ class ServerProcess:
         """
         stub = self._client.namespace(binding).get_by_name(name)
         try:
-            return await getattr(stub, method)(*args)
+            return await stub.call(method, *args)
         except httpx.TransportError as exc:
             raise BrokenPipeError(f"the server process is not answering: {exc}") from exc
 

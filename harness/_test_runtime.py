@@ -186,7 +186,6 @@ class TestRuntime:
             if binding in self._namespaces:
                 self._namespaces[binding]._router = inner._router
                 self._namespaces[binding].cls = inner.cls
-                self._namespaces[binding]._methods = inner._methods
             else:
                 self._namespaces[binding] = Namespace(inner._router, binding, inner.cls)
 

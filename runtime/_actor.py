@@ -46,6 +46,7 @@ from actors import (
 )
 from actors._errors import ObjectResetError, remote_error_for
 from actors._object import is_sync_present, schema_policy
+from actors._rpc import rpc_method
 from storage import (
     DoboxError,
     Storage,
@@ -349,12 +350,14 @@ class Actor:
             result = run(instance, instance.ctx)
             return await result if inspect.isawaitable(result) else result
         if event.kind == "rpc":
+            assert instance is not None, "events run only after activation"
+            method = rpc_method(self.cls, event.name)  # the name was checked when queued
             if event.payload is NO_ARGUMENTS:
-                return await getattr(instance, event.name)()
+                return await method.invoke(instance, (), {})
             call = decode_value(event.payload)  # type: ignore[arg-type]  # rpc payloads are bytes
             assert isinstance(call, tuple), "a stub encodes (args, kwargs)"
             args, kwargs = call
-            return await getattr(instance, event.name)(*args, **kwargs)
+            return await method.invoke(instance, args, kwargs)
         if event.kind == "fetch":
             return await instance.fetch(event.payload)  # type: ignore[union-attr]  # checked on submit
         # A WebSocket event: the registry submits only those the class has a handler for.

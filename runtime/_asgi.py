@@ -28,7 +28,6 @@ import datetime as dt
 import hmac
 import json
 import math
-import re
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from contextlib import AsyncExitStack
@@ -39,19 +38,24 @@ import httpx
 import trio
 
 from actors import (
+    MAX_NAME_BYTES,
     DurableObject,
+    InvalidArgumentsError,
     InvalidObjectId,
+    InvalidObjectName,
     ObjectResetError,
     OverloadedError,
     RemoteError,
     RuntimeClosedError,
     UnknownMethodError,
 )
+from actors._ids import check_name
 from storage import DoboxError, UnsupportedValueError
 
 from ._guest import TrioPortal, log_errors, open_trio_guest
 from ._live_socket import open_live_socket
 from ._metrics import ServerMetrics
+from ._names import TENANT
 from ._runtime import Runtime, open_runtime
 from ._websocket import WebSocket
 from ._websocket_bridge import bridge_websocket
@@ -62,7 +66,6 @@ Receive: TypeAlias = Callable[[], Awaitable[Message]]
 Send: TypeAlias = Callable[[Message], Awaitable[None]]
 
 DEFAULT_TENANT = "default"
-_TENANT = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class HttpError(Exception):
@@ -153,38 +156,47 @@ class DoboxApp:
                         "headers": [(b"content-type", b"text/plain; version=0.0.4")]})
             await send({"type": "http.response.body", "body": self.metrics.render()})
             return
-        tenant, binding, name, rest = self._target(scope)
+        tenant, binding, name, rest, rest_as_sent = self._target(scope)
         body = await _read_body(receive, self.max_body)
         if len(rest) == 2 and rest[0] == "rpc" and scope["method"] == "POST":
             args, kwargs = _rpc_arguments(body)
             result = await self._in_trio(self._rpc, tenant, binding, name, rest[1], args, kwargs)
             await _send_json(send, 200, {"result": _to_json(result)})
             return
-        request = _forwarded_request(scope, str(scope["method"]), rest, body)
+        request = _forwarded_request(scope, str(scope["method"]), rest_as_sent, body)
         response = await self._in_trio(self._fetch, tenant, binding, name, request)
         assert isinstance(response, httpx.Response)
         await send({"type": "http.response.start", "status": response.status_code,
                     "headers": [(k.encode(), v.encode()) for k, v in response.headers.items()]})
         await send({"type": "http.response.body", "body": response.content})
 
-    def _target(self, scope: Scope) -> tuple[str, str, str, list[str]]:
-        """``(tenant, namespace, name, rest of the path)`` of an authorized request.
+    def _target(self, scope: Scope) -> tuple[str, str, str, list[str], str]:
+        """``(tenant, namespace, name, rest of the path, rest as sent)`` of an authorized
+        request: ``rest`` decoded (for routing), ``rest as sent`` still percent-encoded (for
+        the object's ``fetch``).
 
         Raises:
-            HttpError: no such route, tenant or namespace, or a missing or wrong token.
+            HttpError: a path that is not canonical, no such route, tenant or namespace, an
+                invalid name, or a missing or wrong token.
         """
-        # Split the raw path, then decode each part: a name may hold an encoded "/".
         raw = scope.get("raw_path")
-        raw_path = raw.decode("latin-1") if isinstance(raw, bytes) else str(scope["path"])
-        parts = [urllib.parse.unquote(part) for part in raw_path.split("?")[0].split("/")]
+        raw_path = raw if isinstance(raw, bytes) else str(scope["path"]).encode()
+        raw_parts = raw_path.split(b"?", 1)[0].split(b"/")
+        parts = [_segment(part) for part in raw_parts]  # one encoded "/" stays in its part
         if len(parts) < 4 or parts[0] != "":
             raise HttpError(404, "NotFound", "use /{tenant}/{namespace}/{name}/rpc/{method} "
                             "or /{tenant}/{namespace}/{name}/{path}")
         tenant, binding, name = parts[1], parts[2], parts[3]
         self._authorize(tenant, _headers(scope))
         if binding not in self.objects:
-            raise HttpError(404, "NotFound", f"tenant {tenant!r} has no namespace {binding!r}")
-        return tenant, binding, name, parts[4:]
+            raise HttpError(404, "NotFound", f"tenant {tenant!r} has no namespace {binding!r:.80}")
+        try:
+            check_name(name)
+        except InvalidObjectName as exc:
+            status = 414 if len(name.encode()) > MAX_NAME_BYTES else 400
+            raise HttpError(status, "InvalidObjectName", str(exc)) from None
+        rest_as_sent = b"/".join(raw_parts[4:]).decode()  # UTF-8: checked by _segment
+        return tenant, binding, name, parts[4:], rest_as_sent
 
     # -- WebSockets -----------------------------------------------------------------------------
 
@@ -194,7 +206,7 @@ class DoboxApp:
         if (await receive())["type"] != "websocket.connect":
             return
         try:
-            tenant, binding, name, rest = self._target(scope)
+            tenant, binding, name, rest, rest_as_sent = self._target(scope)
             if len(rest) == 2 and rest[0] == "subscribe":  # a live query of a collection
                 live = await self._in_trio(self._live_query, tenant, binding, name, rest[1])
                 assert isinstance(live, WebSocket)
@@ -202,7 +214,7 @@ class DoboxApp:
                 await send({"type": "websocket.accept"})
                 await bridge_websocket(live, receive, send, self._to_trio)
                 return
-            request = _forwarded_request(scope, "GET", rest, b"")
+            request = _forwarded_request(scope, "GET", rest_as_sent, b"")
             response = await self._in_trio(self._fetch, tenant, binding, name, request)
         except HttpError as error:
             self.metrics.requests.labels("websocket", str(error.status)).inc()
@@ -232,7 +244,7 @@ class DoboxApp:
             self._portal.run_sync_soon(fn)
 
     def _authorize(self, tenant: str, headers: Mapping[str, str]) -> None:
-        if not _TENANT.fullmatch(tenant):
+        if not TENANT.fullmatch(tenant):
             raise HttpError(404, "NotFound", f"no tenant {tenant[:80]!r}")
         if self.tokens is None:
             if tenant != DEFAULT_TENANT:
@@ -287,9 +299,9 @@ class DoboxApp:
     async def _rpc(self, tenant: str, binding: str, name: str, method: str,
                    args: list[object], kwargs: dict[str, object]) -> object:
         stub = (await self._runtime(tenant)).namespace(binding).get_by_name(name)
+        call = stub.call(method, *args, **kwargs)  # the method table, never getattr
         with trio.fail_after(self.request_timeout):
-            call = getattr(stub, method)
-            return await call(*args, **kwargs)
+            return await call
 
     async def _live_query(self, tenant: str, binding: str, name: str,
                           collection: str) -> WebSocket:
@@ -310,13 +322,32 @@ class DoboxApp:
             return response
 
 
-def _forwarded_request(scope: Scope, method: str, rest: list[str], body: bytes) -> httpx.Request:
-    """The request an object's ``fetch`` gets: the path after the name, the query string,
-    the headers and the body."""
+def _segment(raw: bytes) -> str:
+    """One path segment, percent-decoded.
+
+    Raises:
+        HttpError: 400 for a dot segment (``.``, ``..``, raw or percent-encoded), which a
+            proxy in front would resolve to another path than dobox sees, or for bytes that
+            are not UTF-8 (two such names would otherwise decode to the same object).
+    """
+    try:
+        text = urllib.parse.unquote_to_bytes(raw).decode("utf-8") if b"%" in raw else raw.decode()
+    except UnicodeDecodeError:
+        raise HttpError(400, "InvalidPath", f"the path segment {raw[:80]!r} is not UTF-8 once "
+                        "percent-decoded; encode names as UTF-8") from None
+    if text in (".", ".."):
+        raise HttpError(400, "InvalidPath", "dot segments ('.' and '..', raw or "
+                        "percent-encoded) are not allowed in a dobox path")
+    return text
+
+
+def _forwarded_request(scope: Scope, method: str, rest: str, body: bytes) -> httpx.Request:
+    """The request an object's ``fetch`` gets: the path after the name (as sent, still
+    percent-encoded), the query string, the headers and the body."""
     query = scope.get("query_string", b"")
     return httpx.Request(
         method,
-        httpx.URL("http://dobox/" + "/".join(rest),
+        httpx.URL("http://dobox/" + rest,
                   query=query if isinstance(query, bytes) else b""),
         headers=list(_headers(scope).items()),
         content=body,
@@ -360,6 +391,8 @@ def _http_error(exc: BaseException) -> HttpError:
         return HttpError(500, exc.type_name, message, remote=True, retryable=exc.retryable)
     if isinstance(exc, UnknownMethodError):
         return HttpError(404, "UnknownMethodError", message)
+    if isinstance(exc, InvalidArgumentsError):
+        return HttpError(400, "InvalidArgumentsError", message)
     if isinstance(exc, InvalidObjectId | UnsupportedValueError | TypeError):
         return HttpError(400, type(exc).__name__, message)
     if isinstance(exc, trio.TooSlowError):
@@ -424,6 +457,7 @@ async def _send_json(send: Send, status: int, payload: object,
                      headers: Mapping[str, str] | None = None) -> None:
     body = json.dumps(payload).encode()
     header_list = [(b"content-type", b"application/json"),
+                   (b"content-length", str(len(body)).encode()),
                    *((k.encode(), v.encode()) for k, v in (headers or {}).items())]
     await send({"type": "http.response.start", "status": status, "headers": header_list})
     await send({"type": "http.response.body", "body": body})

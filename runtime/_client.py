@@ -9,14 +9,16 @@
 
 Errors arrive as the same types an in-process stub raises: ``RemoteError`` (and, for
 builtin exceptions, a subclass of the builtin), ``OverloadedError``, ``ObjectResetError``,
-``UnknownMethodError``; authentication and routing failures as ``ClientError``. Calls made
-through ``stub.idempotent`` are retried on ``retryable`` errors and on lost connections,
-with exponential backoff (0.1 s doubling, at most 20 s, 3 attempts by default, as the
-Durable Objects docs suggest); nothing else is retried, and ``overloaded`` never is.
+``UnknownMethodError``, ``InvalidArgumentsError``; authentication and routing failures as
+``ClientError``. Calls made through ``stub.idempotent`` are retried on ``retryable`` errors
+and on lost connections, with exponential backoff (0.1 s doubling, at most 20 s, 3 attempts
+by default, as the Durable Objects docs suggest); nothing else is retried, and
+``overloaded`` never is.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
@@ -26,12 +28,19 @@ import anyio
 import attrs
 import httpx
 
-from actors import ObjectResetError, OverloadedError, RemoteError, UnknownMethodError
+from actors import (
+    InvalidArgumentsError,
+    ObjectResetError,
+    OverloadedError,
+    RemoteError,
+    UnknownMethodError,
+)
 from actors._errors import remote_error_class
 from storage import DoboxError, Expr, Value
 
 from ._client_live import LiveQuery
 from ._client_websocket import RemoteWebSocket, connect_websocket
+from ._names import check_tenant, object_path, quote_segment
 
 
 class ClientError(DoboxError):
@@ -72,9 +81,9 @@ class Client:
     ) -> None:
         headers = {"authorization": f"Bearer {token}"} if token is not None else {}
         self._headers = headers
+        self.tenant = check_tenant(tenant)
         self._http = httpx.AsyncClient(base_url=base_url, headers=headers, timeout=timeout,
                                        transport=transport)
-        self.tenant = tenant
         self.retry = retry
 
     def namespace(self, binding: str) -> ClientNamespace:
@@ -95,7 +104,7 @@ class Client:
     async def call(self, binding: str, name: str, method: str, args: tuple[object, ...],
                    kwargs: dict[str, object], *, idempotent: bool) -> Value:
         """One RPC call, retried as the module docstring says when ``idempotent``."""
-        path = f"/{self.tenant}/{binding}/{_quote(name)}/rpc/{method}"
+        path = f"{object_path(self.tenant, binding, name)}/rpc/{quote_segment(method)}"
         attempts = self.retry.attempts if idempotent else 1
         for attempt in range(1, attempts + 1):
             try:
@@ -114,7 +123,7 @@ class Client:
         """Send ``request`` to the object's ``fetch``: its URL's path and query become the
         path and query after the object's name."""
         url = request.url
-        path = f"/{self.tenant}/{binding}/{_quote(name)}{url.raw_path.decode()}"
+        path = f"{object_path(self.tenant, binding, name)}{url.raw_path.decode()}"
         forwarded = httpx.Request(request.method, self._http.base_url.join(path),
                                   headers=request.headers, content=request.read())
         return await self._http.send(forwarded)
@@ -127,7 +136,7 @@ class Client:
         base = self._http.base_url
         scheme = "wss" if base.scheme == "https" else "ws"
         url = base.copy_with(scheme=scheme).join(
-            f"/{self.tenant}/{binding}/{_quote(name)}/{path.lstrip('/')}")
+            f"{object_path(self.tenant, binding, name)}/{path.lstrip('/')}")
         return connect_websocket(str(url), {**self._headers, **(headers or {})})
 
 
@@ -172,7 +181,7 @@ class ClientStub:
         """
         terms = [order_by] if isinstance(order_by, str) else list(order_by)
         query = LiveQuery(
-            lambda: self.websocket(f"/subscribe/{collection}"), where, terms, limit,
+            lambda: self.websocket(f"/subscribe/{quote_segment(collection)}"), where, terms, limit,
             lambda failures: self._client.retry.delay(min(failures, 16)))
         messages = query.messages()
         try:
@@ -190,19 +199,16 @@ class ClientStub:
         """
         return self._client.websocket(self._binding, self.name, path, headers=headers)
 
+    async def call(self, method: str, /, *args: object, **kwargs: object) -> Value:
+        """Call the RPC method named ``method``, whatever its name (also one that is an
+        attribute of this stub, such as ``name`` or ``subscribe``)."""
+        return await self._client.call(self._binding, self.name, method, args, kwargs,
+                                       idempotent=self._idempotent)
+
     def __getattr__(self, method: str) -> Callable[..., Coroutine[object, object, Value]]:  # type: ignore[explicit-any]  # any RPC signature
         if method.startswith("_"):
             raise AttributeError(method)
-
-        async def call(*args: object, **kwargs: object) -> Value:
-            return await self._client.call(self._binding, self.name, method, args, kwargs,
-                                           idempotent=self._idempotent)
-
-        return call
-
-
-def _quote(name: str) -> str:
-    return httpx.URL("/" + name).raw_path.decode()[1:].replace("/", "%2F")
+        return functools.partial(self.call, method)
 
 
 def _result_of(response: httpx.Response) -> Value:
@@ -225,6 +231,8 @@ def _result_of(response: httpx.Response) -> Value:
                                             retryable=bool(error.get("retryable")))
     if type_name == "UnknownMethodError":
         raise UnknownMethodError(message)
+    if type_name == "InvalidArgumentsError":
+        raise InvalidArgumentsError(message)
     if error.get("retryable"):  # the server is starting or shutting down
         raise RemoteError(message, type_name=type_name, remote=False, retryable=True)
     raise ClientError(message, status=response.status_code, type_name=type_name)

@@ -19,7 +19,7 @@ import httpx
 
 from actors import DurableObject, ObjectContext, ObjectId, UnknownMethodError
 from actors._ids import id_from_name, id_from_string, namespace_key, new_unique_id
-from actors._object import rpc_method_names
+from actors._rpc import RpcMethod, rpc_method
 from storage import (
     Change,
     Expr,
@@ -43,14 +43,13 @@ if TYPE_CHECKING:
 class Namespace:
     """One binding's objects: make ids, and stubs to call them."""
 
-    __slots__ = ("_key", "_methods", "_router", "binding", "cls")
+    __slots__ = ("_key", "_router", "binding", "cls")
 
     def __init__(self, router: Router, binding: str, cls: type[DurableObject]) -> None:
         self._router = router
         self.binding = binding
         self.cls = cls
         self._key = namespace_key(router.id_scope + binding)
-        self._methods = rpc_method_names(cls)
 
     def __repr__(self) -> str:
         return f"<Namespace {self.binding} of {self.cls.__qualname__}>"
@@ -95,6 +94,10 @@ class Stub:
 
     Arguments and results cross by value through the storage codec. Raises, when awaited,
     :class:`~actors.RemoteError` (or a subclass) for what failed in the object.
+
+    The stub's own attributes (``id``, ``name``, ``call``, ``fetch``, ``subscribe``,
+    ``websocket``) come first; an RPC method with one of those names is called with
+    ``stub.call(name, ...)`` (the server reaches it by its name as any other).
     """
 
     __slots__ = ("_namespace", "id")
@@ -111,13 +114,17 @@ class Stub:
         return f"<Stub {self._namespace.binding}/{self.id.name or self.id.hex}>"
 
     def __getattr__(self, method: str) -> _Method:
-        if method not in self._namespace._methods:
-            public = ", ".join(sorted(self._namespace._methods)) or "none"
-            raise UnknownMethodError(
-                f"{self._namespace.cls.__qualname__} has no RPC method {method!r}: RPC methods "
-                f"are its public async methods other than the handlers (it has: {public})"
-            )
-        return _Method(self, method)
+        return _Method(self, rpc_method(self._namespace.cls, method))
+
+    def call(self, method: str, /, *args: object, **kwargs: object) -> Call:
+        """Call the RPC method named ``method``, whatever its name (also ``name``, ``id``,
+        ``call``, ``subscribe`` or ``websocket``, which ``stub.<attribute>`` does not reach).
+
+        Raises:
+            UnknownMethodError: the class has no such RPC method (nothing is queued).
+            InvalidArgumentsError: the arguments do not fit its signature (nothing is queued).
+        """
+        return _Method(self, rpc_method(self._namespace.cls, method))(*args, **kwargs)
 
     def fetch(self, request: httpx.Request) -> Call:
         """Send ``request`` to the object's ``fetch`` handler; await it for the response."""
@@ -189,18 +196,20 @@ class Stub:
 
 
 class _Method:
-    __slots__ = ("_name", "_stub")
+    __slots__ = ("_method", "_stub")
 
-    def __init__(self, stub: Stub, name: str) -> None:
+    def __init__(self, stub: Stub, method: RpcMethod) -> None:
         self._stub = stub
-        self._name = name
+        self._method = method
 
-    def __call__(self, *args: object, **kwargs: object) -> Call:
+    def __call__(self, /, *args: object, **kwargs: object) -> Call:
+        method = self._method
+        method.check_arguments(args, kwargs)
         if args or kwargs:
-            payload = encode_value((args, kwargs), name=f"the arguments of {self._name}()")
+            payload = encode_value((args, kwargs), name=f"the arguments of {method.name}()")
         else:
             payload = NO_ARGUMENTS
-        return Call(self._stub, "rpc", self._name, payload)
+        return Call(self._stub, "rpc", method.name, payload)
 
 
 class Call(Coroutine[object, object, Value]):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from actors import InvalidObjectId, ObjectId
+from actors import MAX_NAME_BYTES, InvalidObjectId, InvalidObjectName, ObjectId
 from actors._ids import id_from_name, id_from_string, namespace_key, new_unique_id
 
 ROOM = namespace_key("ROOM")
@@ -65,3 +65,25 @@ def test_name_must_be_a_string() -> None:
     with pytest.raises(TypeError, match="object names are str"):
         id_from_name(ROOM, 42)  # type: ignore[arg-type]
     assert ObjectId("a" * 64, "n") == ObjectId("a" * 64, None)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        pytest.param("", "names are not empty", id="empty"),
+        pytest.param(".", "names are not empty, '.' or '..'", id="dot"),
+        pytest.param("..", "names are not empty, '.' or '..'", id="dot-dot"),
+        pytest.param("\udcff", "lone surrogate", id="surrogate"),
+        pytest.param("x" * 1025, "1,025 bytes long; names are at most 1,024", id="long"),
+        pytest.param("é" * 513, "1,026 bytes long", id="long-in-bytes"),
+    ],
+)
+def test_invalid_names_are_refused(name: str, message: str) -> None:
+    with pytest.raises(InvalidObjectName, match=message) as info:
+        id_from_name(ROOM, name)
+    assert isinstance(info.value, ValueError)
+
+
+def test_names_up_to_the_limit_are_accepted() -> None:
+    for name in ("x" * MAX_NAME_BYTES, "é" * (MAX_NAME_BYTES // 2), "...", " ", "a/b"):
+        assert id_from_name(ROOM, name).name == name

@@ -82,3 +82,29 @@ class Board(DurableObject):
 
 
 OBJECTS["BOARD"] = Board
+
+
+class Guarded(DurableObject):
+    """Private, dunder and handler methods that must stay out of reach, and public methods
+    named like the server-side stub's attributes."""
+
+    async def _secret(self) -> str:
+        return "the secret"
+
+    async def alarm(self, info: object) -> None:
+        pass
+
+    async def name(self) -> str:
+        return "the name method"
+
+    async def subscribe(self, topic: str) -> str:
+        return f"subscribed to {topic}"
+
+    async def id(self) -> str:
+        return "the id method"
+
+    async def add(self, a: int, b: int = 0) -> int:
+        return a + b
+
+
+OBJECTS["GUARDED"] = Guarded

@@ -9,7 +9,13 @@ import httpx
 import pytest
 import trio
 
-from actors import DurableObject, InvalidObjectId, RemoteError, UnknownMethodError
+from actors import (
+    DurableObject,
+    InvalidArgumentsError,
+    InvalidObjectId,
+    RemoteError,
+    UnknownMethodError,
+)
 from runtime import open_runtime
 from storage import UnsupportedValueError
 from tests.helpers import Counter
@@ -72,14 +78,86 @@ async def test_handler_errors_arrive_typed_and_do_not_reset(tmp_path: Path) -> N
         assert Counter.starts >= 1
 
 
+class Guarded(DurableObject):
+    """Private, dunder and handler methods that exist, and public ones named like stub
+    attributes."""
+
+    async def _secret(self) -> str:
+        return "the secret"
+
+    async def __aenter__(self) -> str:
+        return "the dunder"
+
+    async def alarm(self, info: object) -> None:
+        pass
+
+    async def name(self) -> str:
+        return "the name method"
+
+    async def subscribe(self, topic: str) -> str:
+        return f"subscribed to {topic}"
+
+    async def call(self, number: str) -> str:
+        return f"calling {number}"
+
+    async def add(self, a: int, b: int = 0, *, scale: int = 1) -> int:
+        return (a + b) * scale
+
+    async def anything(self, *args: int, **kwargs: int) -> int:
+        return sum(args) + sum(kwargs.values())
+
+
 async def test_unknown_and_reserved_methods_are_refused(tmp_path: Path) -> None:
-    async with open_runtime(tmp_path, objects={"COUNTER": Counter}) as rt:
+    async with open_runtime(tmp_path, objects={"COUNTER": Counter, "GUARDED": Guarded}) as rt:
         counter = rt.namespace("COUNTER").get_by_name("a")
         for name in ("nope", "on_start", "_private", "ctx"):
             with pytest.raises(UnknownMethodError, match=f"no RPC method '{name}'"):
                 getattr(counter, name)
         with pytest.raises(AttributeError):
             counter.nope  # noqa: B018 - the attribute access itself is the call
+        guarded = rt.namespace("GUARDED").get_by_name("g")
+        for name in ("_secret", "__aenter__", "alarm", "on_start", "__init__", "__class__",
+                     "_namespace", "ctx", "env"):
+            with pytest.raises(UnknownMethodError, match=r"it has: add, anything, call, name"):
+                guarded.call(name)
+        with pytest.raises(UnknownMethodError):
+            guarded._secret  # noqa: B018 - the attribute access itself is the call
+        assert rt.statistics().activations == 0  # refused before anything was queued
+
+
+async def test_methods_named_like_stub_attributes_are_called_with_call(tmp_path: Path) -> None:
+    async with open_runtime(tmp_path, objects={"GUARDED": Guarded}) as rt:
+        stub = rt.namespace("GUARDED").get_by_name("g")
+        assert stub.name == "g"  # the stub's own attribute comes first
+        assert await stub.call("name") == "the name method"
+        assert await stub.call("subscribe", "news") == "subscribed to news"
+        assert await stub.call("call", number="555") == "calling 555"
+        assert await stub.add(2, 3) == 5
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        pytest.param((), {}, "missing a required argument: 'a'", id="too-few"),
+        pytest.param((1, 2, 3), {}, "too many positional arguments", id="too-many"),
+        pytest.param((1,), {"c": 2}, "unexpected keyword argument 'c'", id="unknown-keyword"),
+        pytest.param((1,), {"a": 2}, "multiple values for argument 'a'", id="twice"),
+        pytest.param((1, 2, 3), {"scale": 2}, "too many positional", id="keyword-only"),
+    ],
+)
+async def test_arguments_that_do_not_fit_are_refused_before_the_object_runs(
+    tmp_path: Path, args: tuple[object, ...], kwargs: dict[str, object], message: str
+) -> None:
+    async with open_runtime(tmp_path, objects={"GUARDED": Guarded}) as rt:
+        stub = rt.namespace("GUARDED").get_by_name("g")
+        with pytest.raises(InvalidArgumentsError, match=message) as info:
+            stub.add(*args, **kwargs)
+        assert str(info.value).startswith(
+            "Guarded.add(a: int, b: int = 0, *, scale: int = 1) cannot take these arguments")
+        assert isinstance(info.value, TypeError)
+        assert rt.statistics().activations == 0
+        assert await stub.add(1, 2, scale=3) == 9
+        assert await stub.anything(1, 2, x=3) == 6
 
 
 async def test_calls_through_a_stub_are_delivered_in_the_order_made(tmp_path: Path) -> None:

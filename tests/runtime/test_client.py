@@ -11,7 +11,14 @@ import pytest
 import trio
 import trio.testing
 
-from actors import ObjectResetError, OverloadedError, RemoteError, UnknownMethodError
+from actors import (
+    InvalidArgumentsError,
+    InvalidObjectName,
+    ObjectResetError,
+    OverloadedError,
+    RemoteError,
+    UnknownMethodError,
+)
 from harness import ServerProcess, open_server_process
 from runtime import Client, ClientError, RetryPolicy
 from tests.runtime.test_server import OBJECTS, ROOT
@@ -43,6 +50,38 @@ async def test_calls_and_typed_errors_against_the_real_server(server: ServerProc
         with pytest.raises(ClientError) as refused:
             await client.namespace("COUNTER").get_by_name("a").value()
         assert refused.value.status == 404
+
+
+async def test_the_client_refuses_to_build_paths_the_server_would_refuse() -> None:
+    """Names, tenants and segments are checked before a request is sent."""
+    transport, seen = scripted((200, {"result": None}))
+    with pytest.raises(ValueError, match="not a tenant name"):
+        Client("http://dobox", tenant="../other")
+    async with Client("http://dobox", transport=transport) as client:
+        for name in ("", ".", "..", "x" * 1025, "\udcff"):
+            stub = client.namespace("COUNTER").get_by_name(name)
+            with pytest.raises(InvalidObjectName):
+                await stub.value()
+            with pytest.raises(InvalidObjectName):
+                await stub.fetch(httpx.Request("GET", "http://dobox/"))
+        with pytest.raises(ValueError, match="not a binding name"):
+            await client.namespace("../x").get_by_name("a").value()
+        with pytest.raises(ValueError, match="cannot be a path segment"):
+            await client.namespace("COUNTER").get_by_name("a").call("..")
+        assert await client.namespace("COUNTER").get_by_name("é" * 512).value() is None
+    assert seen == [1]  # only the valid call was sent
+
+
+async def test_the_clients_call_reaches_methods_named_like_its_attributes(
+    server: ServerProcess,
+) -> None:
+    async with Client(server.base_url) as client:
+        stub = client.namespace("GUARDED").get_by_name("g")
+        assert stub.name == "g"
+        assert await stub.call("name") == "the name method"
+        assert await stub.call("subscribe", "news") == "subscribed to news"
+        with pytest.raises(InvalidArgumentsError, match=r"Guarded\.add\(a: int, b: int = 0\)"):
+            await stub.add(1, 2, 3)
 
 
 def scripted(*answers: tuple[int, dict[str, object]]) -> tuple[httpx.MockTransport, list[int]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -64,6 +65,109 @@ async def test_errors_are_json_with_fitting_statuses(
     assert error["type"] == error_type
     assert set(error) == {"type", "message", "remote", "retryable", "overloaded", "reset"}
     assert error["remote"] is (status == 500)
+
+
+STUB_INTERNALS = ["__init__", "__setattr__", "__delattr__", "__init_subclass__",
+                  "__getattribute__", "__class__", "__reduce__", "_namespace", "fetch",
+                  "websocket", "call", "_secret", "alarm", "on_start", "ctx", "env", "nope"]
+
+
+async def test_rpc_reaches_only_the_method_table(server: ServerProcess, tmp_path: Path) -> None:
+    """No attribute of a Python object is callable from the wire: only the class's RPC
+    methods, by the namespace's table; everything else is a 404 that activates nothing."""
+    for method in STUB_INTERNALS:
+        answer = await rpc(server, f"/default/GUARDED/g/rpc/{method}",
+                           {"args": ["_namespace"], "kwargs": {}})
+        assert answer.status_code == 404, (method, answer.text)
+        error = answer.json()["error"]
+        assert error["type"] == "UnknownMethodError"
+        assert error["message"].startswith(f"Guarded has no RPC method {method!r}")
+        assert error["message"].endswith("(it has: add, id, name, subscribe)")
+    assert not (tmp_path / "tenants" / "default" / "GUARDED").exists()  # nothing activated
+    for method, args, result in [("name", [], "the name method"), ("id", [], "the id method"),
+                                 ("subscribe", ["news"], "subscribed to news")]:
+        answer = await rpc(server, f"/default/GUARDED/g/rpc/{method}", {"args": args})
+        assert answer.json() == {"result": result}
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        pytest.param({"args": []}, "missing a required argument: 'a'", id="too-few"),
+        pytest.param({"args": [1, 2, 3]}, "too many positional arguments", id="too-many"),
+        pytest.param({"args": [1], "kwargs": {"c": 1}}, "unexpected keyword argument 'c'",
+                     id="unknown-keyword"),
+        pytest.param({"args": [1], "kwargs": {"self": 1}}, "unexpected keyword argument",
+                     id="self"),
+    ],
+)
+async def test_arguments_that_do_not_fit_are_the_callers_error(
+    server: ServerProcess, tmp_path: Path, body: object, message: str
+) -> None:
+    answer = await rpc(server, "/default/GUARDED/g/rpc/add", body)
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error["type"] == "InvalidArgumentsError"
+    assert error["message"].startswith("Guarded.add(a: int, b: int = 0) cannot take")
+    assert message in error["message"]
+    assert not (tmp_path / "tenants" / "default" / "GUARDED").exists()  # checked, not run
+    assert (await rpc(server, "/default/GUARDED/g/rpc/add", {"args": [1, 2]})).json() == {
+        "result": 3}
+
+
+async def raw_request(server: ServerProcess, target: str) -> tuple[int, dict[str, object]]:
+    """POST ``target`` byte for byte (no client-side normalization of dots or escapes)."""
+    host, port = server.base_url.removeprefix("http://").split(":")
+    stream = await trio.open_tcp_stream(host, int(port))
+    async with stream:
+        await stream.send_all(f"POST {target} HTTP/1.0\r\nhost: x\r\ncontent-length: 0\r\n"
+                              "connection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := await stream.receive_some():
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+@pytest.mark.parametrize(
+    ("target", "status", "error_type"),
+    [
+        *(pytest.param(f"/default/COUNTER/{name}/rpc/increment", 400, "InvalidPath", id=name)
+          for name in ("..", ".", "%2e%2e", "%2E%2E", "%2e", ".%2E")),
+        *(pytest.param(f"/default/COUNTER/{name}/rpc/increment", 400, "InvalidPath", id=name)
+          for name in ("%ff", "%fe", "%c0%ae", "%ed%a0%80")),
+        pytest.param("/default/COUNTER/a/../b/rpc/increment", 400, "InvalidPath", id="rest-dots"),
+        pytest.param("/default/WEB/a/x/%2e%2e/y", 400, "InvalidPath", id="fetch-dots"),
+        pytest.param("/default/COUNTER/a/rpc/%ff", 400, "InvalidPath", id="method-utf8"),
+        pytest.param("/default/COUNTER//rpc/increment", 400, "InvalidObjectName", id="empty"),
+        pytest.param("/default/COUNTER/" + "n" * 1025 + "/rpc/increment", 414,
+                     "InvalidObjectName", id="too-long"),
+        pytest.param("/default/COUNTER/" + "%C3%A9" * 513 + "/rpc/increment", 414,
+                     "InvalidObjectName", id="too-long-in-bytes"),
+        pytest.param("/default/COUNTER/" + "n" * 20_000 + "/rpc/increment", 414,
+                     "InvalidObjectName", id="20000"),
+    ],
+)
+async def test_paths_are_canonical(server: ServerProcess, tmp_path: Path, target: str,
+                                   status: int, error_type: str) -> None:
+    """Dot segments, bytes that are not UTF-8 and names over the limit are refused, and the
+    refusal creates no file."""
+    answer_status, body = await raw_request(server, target)
+    assert (answer_status, body["error"]["type"]) == (status, error_type), body  # type: ignore[index]
+    assert not (tmp_path / "tenants").exists()  # not even the tenant's runtime was started
+
+
+async def test_names_at_the_limit_and_encoded_slashes(server: ServerProcess) -> None:
+    longest = "é" * 512  # 1,024 bytes of UTF-8
+    path = f"/default/COUNTER/{longest}/rpc/whoami"
+    assert (await rpc(server, path)).json() == {"result": longest}
+    assert (await rpc(server, "/default/COUNTER/a%2Fb/rpc/whoami")).json() == {"result": "a/b"}
+    assert (await rpc(server, "/default/COUNTER/...%20/rpc/whoami")).json() == {
+        "result": "... "}
+    async with httpx.AsyncClient(base_url=server.base_url) as client:
+        answer = await client.get("/default/WEB/lobby/a%2Fb/c")  # forwarded as sent
+    assert answer.json()["path"] == "/a/b/c"
+    assert answer.status_code == 201
 
 
 async def test_malformed_json_and_oversized_bodies(server: ServerProcess) -> None:
