@@ -13,8 +13,9 @@
     └── RuntimeClosedError          the runtime is closing or closed: you closed it
 
 A ``RemoteError`` keeps the name and message of the exception the handler raised
-(``type_name``, ``str(error)``); when that was a builtin exception such as ``ValueError``,
-the error the caller sees also subclasses it, so ``except ValueError`` works across the call.
+(``type_name``, ``str(error)``); when that derives from a builtin exception such as
+``ValueError``, the error the caller sees also subclasses it, so ``except ValueError`` works
+across the call.
 
 :class:`ObjectAborted` is not an error callers see: ``ctx.abort()`` raises it inside the
 object, as a ``BaseException`` so that the object's own ``except Exception`` cannot swallow
@@ -67,10 +68,12 @@ class RemoteError(DoboxError):
         return self.message
 
     def __reduce__(self) -> tuple[object, ...]:
-        # A class made by remote_error_class() cannot be found by name: rebuild it from there.
+        # A class made by _mirror() cannot be found by name: rebuild it from its builtin.
         cls = type(self)
-        mirrored = cls.__name__ == f"Remote{self.type_name}" and cls.__module__ == __name__
-        return (_rebuild, (None if mirrored else cls, self.message, self._flags()))
+        mirrored = cls.__module__ == __name__ and cls.__name__.startswith("Remote") and (
+            cls not in (RemoteError, OverloadedError, ObjectResetError))
+        builtin = _builtin_base(cls) if mirrored else None
+        return (_rebuild, (None if mirrored else cls, builtin, self.message, self._flags()))
 
     def _flags(self) -> dict[str, object]:
         return {
@@ -84,10 +87,10 @@ class RemoteError(DoboxError):
 
 
 def _rebuild(
-    cls: type[RemoteError] | None, message: str, flags: dict[str, object]
+    cls: type[RemoteError] | None, builtin: str | None, message: str, flags: dict[str, object]
 ) -> RemoteError:
     if cls is None:
-        cls = remote_error_class(str(flags["type_name"]))
+        cls = _mirror(builtin) if builtin is not None else RemoteError
     return cls(message, **flags)  # type: ignore[arg-type]  # the flags _flags() made
 
 
@@ -153,25 +156,60 @@ _MIRRORED = frozenset(
     for name, value in vars(builtins).items()
     if isinstance(value, type)
     and issubclass(value, Exception)
+    and value is not Exception  # every error is one: no need to say so
     and not issubclass(value, OSError | Warning)
     and value.__module__ == "builtins"
 )
 
 
+def _builtin_base(cls: type[BaseException]) -> str | None:
+    """The name of the nearest builtin exception ``cls`` derives from (itself included)
+    that a remote error may mirror, or None."""
+    for base in cls.__mro__:
+        if base.__module__ == "builtins" and base.__name__ in _MIRRORED:
+            return base.__name__
+    return None
+
+
+@functools.cache
+def _mirror(builtin: str) -> type[RemoteError]:
+    """A subclass of both :class:`RemoteError` and the builtin exception named ``builtin``."""
+    base: type[Exception] = getattr(builtins, builtin)
+    return type(f"Remote{builtin}", (RemoteError, base), {"__module__": __name__})
+
+
 @functools.cache
 def remote_error_class(type_name: str) -> type[RemoteError]:
-    """The class for a remote error whose original was ``type_name``.
+    """The class for a remote error known only by the name of its original (over HTTP).
 
-    For builtin exceptions it is a subclass of both :class:`RemoteError` and that builtin.
+    A builtin's name gives a subclass of :class:`RemoteError` and that builtin; so does the
+    name of one of dobox's own errors, for the builtin it derives from
+    (``UnsupportedValueError`` is a ``TypeError`` on both sides). Any other name gives
+    :class:`RemoteError`.
     """
-    if type_name not in _MIRRORED:
-        return RemoteError
-    builtin: type[Exception] = getattr(builtins, type_name)
-    return type(f"Remote{type_name}", (RemoteError, builtin), {"__module__": __name__})
+    if type_name in _MIRRORED:
+        return _mirror(type_name)
+    known = _dobox_errors().get(type_name)
+    builtin = _builtin_base(known) if known is not None else None
+    return _mirror(builtin) if builtin is not None else RemoteError
+
+
+def _dobox_errors() -> dict[str, type[DoboxError]]:
+    found: dict[str, type[DoboxError]] = {}
+    pending: list[type[DoboxError]] = [DoboxError]
+    while pending:
+        cls = pending.pop()
+        if cls.__module__.split(".")[0] in ("storage", "actors", "runtime"):
+            found.setdefault(cls.__name__, cls)
+        pending.extend(cls.__subclasses__())
+    return found
 
 
 def remote_error_for(exc: BaseException, *, object_id: str | None) -> RemoteError:
-    """The error a caller sees for ``exc``, raised by a handler in object ``object_id``."""
-    type_name = type(exc).__name__
-    cls = remote_error_class(type_name)
-    return cls(str(exc), type_name=type_name, object_id=object_id)
+    """The error a caller sees for ``exc``, raised by a handler in object ``object_id``:
+    it keeps the original's type name and message and, when the original derives from a
+    builtin exception (``ValueError``, ``KeyError``, ...), it is also an instance of that
+    builtin, so ``except ValueError`` works across the call."""
+    builtin = _builtin_base(type(exc))
+    cls = _mirror(builtin) if builtin is not None else RemoteError
+    return cls(str(exc), type_name=type(exc).__name__, object_id=object_id)

@@ -311,26 +311,27 @@ class Actor:
         """The encoded result, or the error to deliver; ``None`` if the object was reset."""
         try:
             result = await self._dispatch(event)
-            if event.kind == "rpc":
-                return encode_value(result, name="result")
-            if event.kind == "fetch":
-                return copy_response(result)
-            return Unencoded(result)
         except ObjectAborted as exc:
             self.reset(f"ctx.abort() was called: {exc}", cause=exc)
             return None
-        except UnsupportedValueError as exc:
-            return remote_error_for(
-                TypeError(f"{event.describe()} returned a value that cannot cross the call: "
-                          f"{exc}"),
-                object_id=self.id.hex,
-            )
         except Exception as exc:
             if event.kind.startswith("websocket_"):  # nobody waits for these: say it here
                 log.warning("%s raised in %s", event.describe(), self.label, exc_info=True)
             else:
                 log.debug("%s raised in %s", event.describe(), self.label, exc_info=True)
             return remote_error_for(exc, object_id=self.id.hex)
+        if event.kind == "fetch":
+            return copy_response(result)
+        if event.kind != "rpc":
+            return Unencoded(result)
+        try:
+            return encode_value(result, name="result")
+        except UnsupportedValueError as exc:
+            return remote_error_for(
+                UnsupportedValueError(f"{event.describe()} returned a value that cannot cross "
+                                      f"the call: {exc}"),
+                object_id=self.id.hex,
+            )
 
     def timed_out(self, event: Event) -> None:
         """Called by the router's timekeeper when ``event`` ran past ``event_timeout``."""

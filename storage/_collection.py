@@ -241,7 +241,9 @@ class Collection(Generic[R]):
 
         Raises:
             DuplicateKeyError: its key is taken.
-            InvalidRecordError: the record type refuses it, or a value cannot be stored.
+            InvalidRecordError: the record type refuses it (the message names the field).
+            UnsupportedValueError: a value of a type the collection cannot store (also a
+                TypeError; the message names its path).
         """
         return self._write([Insert(record)])[0]  # type: ignore[return-value]  # an insert returns its record
 
@@ -376,7 +378,8 @@ class Collection(Generic[R]):
                     record = record_type(**record)
                 except (TypeError, ValueError) as exc:
                     raise InvalidRecordError(
-                        f"{self.name}: not a valid {record_type.__name__}: {exc}") from exc
+                        f"{self.name}: not a valid {record_type.__name__}: "
+                        f"{_explain(record_type, record, exc)}") from exc
             if not isinstance(record, record_type):
                 raise InvalidRecordError(f"{self.name} holds {record_type.__name__} records, "
                                          f"not {type(record).__name__}")
@@ -384,7 +387,8 @@ class Collection(Generic[R]):
                 attrs.validate(record)
             except (TypeError, ValueError) as exc:
                 raise InvalidRecordError(
-                    f"{self.name}: not a valid {record_type.__name__}: {exc}") from exc
+                    f"{self.name}: not a valid {record_type.__name__}: "
+                    f"{_explain(record_type, {}, exc)}") from exc
             record = attrs.asdict(record, recurse=False)
         if not isinstance(record, Mapping):
             raise InvalidRecordError(f"a record is a dict, not {type(record).__name__}")
@@ -430,3 +434,23 @@ def _read_cursor(cursor: str, terms: int) -> tuple[list[object], str]:
     if not isinstance(values, list) or len(values) != terms or not isinstance(key, str):
         raise ValueError("this cursor comes from a load_subset() with another order_by")
     return values, key
+
+
+def _explain(record_type: type, given: Mapping[str, object], exc: Exception) -> str:
+    """What a record type's ``__init__`` or validators refused, naming the field.
+
+    attrs validators raise ``TypeError(message, attribute, ...)``: their message alone names
+    the field. A converter's error does not; the converters are run again, one field at a
+    time, to find the one that raised (only on this failure path).
+    """
+    if len(exc.args) > 1 and isinstance(exc.args[1], attrs.Attribute):
+        return str(exc.args[0])
+    for field in attrs.fields(record_type):
+        converter = field.converter
+        if field.alias not in given or not callable(converter):
+            continue
+        try:
+            converter(given[field.alias])
+        except Exception as inner:  # what the converter raised is the answer
+            return f"{field.name}: {inner}"
+    return str(exc)

@@ -34,7 +34,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from ._errors import DoboxError
+from ._errors import DoboxError, UnsupportedValueError
 
 KEY_OFFSET = 1 << 63
 _UTC = dt.UTC
@@ -72,7 +72,9 @@ def encode_record(record: Mapping[str, object]) -> tuple[str, str | None]:
     """``(JSON text, types JSON or None)`` for a record.
 
     Raises:
-        InvalidRecordError: a value the collection cannot store, named by its path.
+        UnsupportedValueError: a value of a type the collection cannot store, named by its
+            path (also a TypeError, as json.dumps raises).
+        InvalidRecordError: a naive datetime.
     """
     tags: TypeTags = []
     plain = _plain(record, [], tags)
@@ -144,8 +146,8 @@ def _plain(value: object, path: list[str | int], tags: TypeTags) -> object:
         result = {}
         for name, item in value.items():
             if type(name) is not str:
-                raise InvalidRecordError(f"{_describe(path)} has a {type(name).__name__} key "
-                                         f"{name!r}; record keys are str")
+                raise UnsupportedValueError(f"{_describe(path)} has a {type(name).__name__} "
+                                            f"key {name!r}; record keys are str")
             # Most values are plain scalars: no call, no path list for them.
             kind = type(item)
             if kind in _SCALARS or (kind is float and math.isfinite(item)):
@@ -167,8 +169,8 @@ def _plain(value: object, path: list[str | int], tags: TypeTags) -> object:
     if isinstance(value, bytes | bytearray | memoryview):
         tags.append((list(path), "bytes"))
         return bytes(value).hex()
-    raise InvalidRecordError(f"{_describe(path)} is a {type(value).__name__}, which a "
-                             "collection cannot store (JSON values, datetime, date, bytes)")
+    raise UnsupportedValueError(f"{_describe(path)} is a {type(value).__name__}, which a "
+                                "collection cannot store (JSON values, datetime, date, bytes)")
 
 
 def _describe(path: list[str | int]) -> str:

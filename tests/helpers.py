@@ -57,6 +57,9 @@ class Counter(DurableObject):
     async def unsendable(self) -> object:
         return {1, 2}
 
+    async def store_unsupported(self) -> None:
+        await self.ctx.storage.put("stored", {"inner": [1j]})
+
 
 async def concurrent_outcomes(
     count: int, make_call: Callable[[], Awaitable[object]]

@@ -61,6 +61,24 @@ async def test_unsendable_result_is_a_remote_type_error(tmp_path: Path) -> None:
         assert isinstance(info.value, RemoteError)
 
 
+async def test_storing_an_unsupported_value_is_a_type_error_that_says_so(
+    tmp_path: Path,
+) -> None:
+    """The error names the value's type and path, keeps its dobox type name, is a TypeError
+    on the caller's side, and does not claim the result was the problem."""
+    async with open_runtime(tmp_path, objects={"COUNTER": Counter}) as rt:
+        counter = rt.namespace("COUNTER").get_by_name("a")
+        with pytest.raises(TypeError) as info:
+            await counter.store_unsupported()
+        error = info.value
+        assert isinstance(error, RemoteError)
+        assert error.type_name == "UnsupportedValueError"
+        assert str(error).startswith("value for key 'stored'['inner'][0] is of type 'complex'")
+        assert "cannot cross the call" not in str(error)
+        with pytest.raises(TypeError, match=r"unsendable\(\) returned a value that cannot"):
+            await counter.unsendable()
+
+
 async def test_handler_errors_arrive_typed_and_do_not_reset(tmp_path: Path) -> None:
     async with open_runtime(tmp_path, objects={"COUNTER": Counter}) as rt:
         counter = rt.namespace("COUNTER").get_by_name("a")

@@ -41,6 +41,10 @@ async def test_calls_and_typed_errors_against_the_real_server(server: ServerProc
         assert info.value.remote
         with pytest.raises(UnknownMethodError):
             await counter.nope()
+        with pytest.raises(TypeError, match=r"key 'stored'\['inner'\]\[0\] is of type") as typed:
+            await counter.store_unsupported()  # dobox's own errors keep their builtin base
+        assert isinstance(typed.value, RemoteError)
+        assert typed.value.type_name == "UnsupportedValueError"
         response = await client.namespace("WEB").get_by_name("w").fetch(
             httpx.Request("POST", "http://ignored/x/y?q=1", content=b"body"))
         assert response.status_code == 201

@@ -28,6 +28,7 @@ from storage import (
     RecordNotFoundError,
     SchemaMismatchError,
     Storage,
+    UnsupportedValueError,
     Update,
     Upsert,
     collection,
@@ -118,17 +119,23 @@ def test_values_keep_their_types(todos: Collection[Any]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "message"),
+    ("value", "error", "message"),
     [
-        pytest.param(dt.datetime(2026, 1, 1), "field a.b is a naive datetime", id="naive"),
-        pytest.param({1, 2}, "field a.b is a set", id="set"),
-        pytest.param(object(), "field a.b is a object", id="object"),
+        pytest.param(dt.datetime(2026, 1, 1), InvalidRecordError,
+                     "field a.b is a naive datetime", id="naive"),
+        pytest.param({1, 2}, TypeError, "field a.b is a set", id="set"),
+        pytest.param(object(), TypeError, "field a.b is a object", id="object"),
+        pytest.param({1: "x"}, TypeError, "field a.b has a int key 1", id="int-key"),
     ],
 )
 def test_unstorable_values_are_named(todos: Collection[Any], value: object,
-                                     message: str) -> None:
-    with pytest.raises(InvalidRecordError, match=message):
+                                     error: type[Exception], message: str) -> None:
+    """A value of an unsupported type is an UnsupportedValueError, also a TypeError (as
+    json.dumps raises), naming its path; a bad value of a supported type is a ValueError."""
+    with pytest.raises(error, match=message) as info:
         todos.insert({"id": 1, "a": {"b": value}})
+    if error is TypeError:
+        assert isinstance(info.value, UnsupportedValueError)
     assert len(todos) == 0
 
 
@@ -355,6 +362,31 @@ def test_a_record_type_validates_and_converts(store: Storage) -> None:
         typed.insert({"id": 4, "title": "z", "colour": "red"})
     assert typed.get(1) == Todo(1, "x", True)
     assert len(typed) == 2
+
+
+@attrs.frozen
+class Task:
+    id: int
+    title: str = attrs.field(validator=attrs.validators.instance_of(str))
+    priority: int = attrs.field(default=0, converter=int)
+
+
+def test_record_type_errors_name_the_field_and_nothing_more(store: Storage) -> None:
+    """A converter that fails names its field; a validator's message is its own, without
+    the repr of attrs' Attribute."""
+    spec = collection("tasks", record_type=Task)
+    store.prepare_collection(spec)
+    tasks = store.collection(spec)
+    with pytest.raises(InvalidRecordError) as info:
+        tasks.insert({"id": 1, "title": "x", "priority": "high"})
+    assert str(info.value) == ("tasks: not a valid Task: priority: invalid literal for int() "
+                               "with base 10: 'high'")
+    with pytest.raises(InvalidRecordError) as info:
+        tasks.insert({"id": 1, "title": 3})
+    assert str(info.value) == ("tasks: not a valid Task: 'title' must be <class 'str'> "
+                               "(got 3 that is a <class 'int'>).")
+    assert "Attribute(" not in str(info.value)
+    assert len(tasks) == 0
 
 
 # -- schema versions ------------------------------------------------------------------------
