@@ -374,12 +374,13 @@ class Collection(Generic[R]):
         record_type = self.record_type
         if record_type is not None and attrs.has(record_type):
             if isinstance(record, Mapping):
+                given: Mapping[str, object] = record
                 try:
-                    record = record_type(**record)
+                    record = record_type(**given)
                 except (TypeError, ValueError) as exc:
                     raise InvalidRecordError(
                         f"{self.name}: not a valid {record_type.__name__}: "
-                        f"{_explain(record_type, record, exc)}") from exc
+                        f"{_explain(record_type, given, exc)}") from exc
             if not isinstance(record, record_type):
                 raise InvalidRecordError(f"{self.name} holds {record_type.__name__} records, "
                                          f"not {type(record).__name__}")
