@@ -107,7 +107,9 @@ class ObjectResetError(RemoteError):
     """The object was reset while the event was queued, running or waiting for its commit.
 
     The next event starts a fresh instance from the object's storage, so ``retryable`` is
-    set; retry only what is safe to repeat.
+    set; retry only what is safe to repeat. A reset caused by a damaged file is the
+    exception: its ``type_name`` is ``DatabaseCorruptError`` and ``retryable`` is false,
+    because a retry meets the same file.
     """
 
     def __init__(
@@ -115,11 +117,12 @@ class ObjectResetError(RemoteError):
         message: str,
         *,
         type_name: str = "ObjectResetError",
+        retryable: bool = True,
         object_id: str | None = None,
         **_: object,
     ) -> None:
         super().__init__(
-            message, type_name=type_name, reset=True, retryable=True, object_id=object_id
+            message, type_name=type_name, reset=True, retryable=retryable, object_id=object_id
         )
 
 

@@ -106,9 +106,14 @@ class ServerProcess:
             raise BrokenPipeError(f"the server process is not answering: {exc}") from exc
 
     def kill(self) -> None:
-        """SIGKILL: the process dies wherever it is; calls in flight fail."""
+        """SIGKILL: the process dies wherever it is; calls in flight fail. Returns once it is
+        dead (a signal is delivered asynchronously: without the wait, a call made right
+        after ``kill()`` could still be answered)."""
         if self.running and self._process is not None:
             self._process.send_signal(signal.SIGKILL)
+            # Wait for the exit without reaping it (trio's Process reaps it): a SIGKILLed
+            # process is gone within milliseconds, so blocking here is brief.
+            os.waitid(os.P_PID, self._process.pid, os.WEXITED | os.WNOWAIT)
 
     async def terminate(self) -> int:
         """SIGTERM: the server drains, commits, closes and exits. Its exit code."""

@@ -48,6 +48,7 @@ from actors._errors import ObjectResetError, remote_error_for
 from actors._object import is_sync_present, schema_policy
 from actors._rpc import rpc_method
 from storage import (
+    DatabaseCorruptError,
     DoboxError,
     Storage,
     UnsupportedValueError,
@@ -203,6 +204,7 @@ class Actor:
             storage = open_storage(
                 self.path, durability=self.router.durability, name=self.id.name,
                 namespace=self.binding, class_name=self.cls.__qualname__,
+                label=f"the file of {self.router.id_scope}{self.label}",
             )
         except DoboxError as exc:
             self._die_activating(exc)
@@ -263,7 +265,7 @@ class Actor:
         return True
 
     def _die_activating(self, error: DoboxError) -> None:
-        log.warning("could not activate %s: %s", self.label, error)
+        log.warning("could not activate %s: %s (file %s)", self.label, error, self.path)
         self.state = "dead"
         self._fail_all(lambda: error)
         self.router.retire(self)
@@ -315,13 +317,20 @@ class Actor:
             self.reset(f"ctx.abort() was called: {exc}", cause=exc)
             return None
         except Exception as exc:
+            if self._reset_on_storage_fault():
+                return None
             if event.kind.startswith("websocket_"):  # nobody waits for these: say it here
                 log.warning("%s raised in %s", event.describe(), self.label, exc_info=True)
             else:
                 log.debug("%s raised in %s", event.describe(), self.label, exc_info=True)
             return remote_error_for(exc, object_id=self.id.hex)
+        if self._reset_on_storage_fault():  # met (and perhaps caught) inside the handler
+            return None
         if event.kind == "fetch":
-            return copy_response(result)
+            try:
+                return copy_response(result)
+            except TypeError as exc:  # not a response, or a 101 without a WebSocketPair end
+                return remote_error_for(exc, object_id=self.id.hex)
         if event.kind != "rpc":
             return Unencoded(result)
         try:
@@ -452,7 +461,8 @@ class Actor:
                     storage.commit()
                 self.router.commit_seconds += time.perf_counter() - started
         except DoboxError as exc:
-            self.reset(f"its writes could not be committed: {exc}", cause=exc)
+            if not self._reset_on_storage_fault():
+                self.reset(f"its writes could not be committed: {exc}", cause=exc)
             return
         if alarms is not None:
             alarms.after_commit(self.key, self.binding, self.id.hex, alarm_at)
@@ -600,19 +610,36 @@ class Actor:
 
     # -- reset ----------------------------------------------------------------------------------
 
-    def reset(self, why: str, *, cause: BaseException | None = None) -> None:
-        """Fail every event of this activation, drop the instance, close the file."""
+    def _reset_on_storage_fault(self) -> bool:
+        """Reset the object if its storage met a critical error (a damaged file, a full
+        disk, an I/O error) since the last check, even one the handler caught: its
+        connection can no longer be trusted. Whether it did."""
+        fault = self.storage.take_fault() if self.storage is not None else None
+        if fault is None:
+            return False
+        self.reset(str(fault), cause=fault, type_name=type(fault).__name__,
+                   retryable=not isinstance(fault, DatabaseCorruptError))
+        return True
+
+    def reset(self, why: str, *, cause: BaseException | None = None,
+              type_name: str = "ObjectResetError", retryable: bool = True) -> None:
+        """Fail every event of this activation, drop the instance, close the file.
+
+        The events fail with ``ObjectResetError`` saying ``why``; ``type_name`` and
+        ``retryable`` say what kind of fault it was (a damaged file: not retryable).
+        """
         if self.state == "dead":
             return
         self.state = "dead"
         self.router.resets += 1
         self.router.retire(self)
         self.router.sockets.close_object(self.key)
-        log.warning("reset %s: %s", self.label, why)
+        log.warning("reset %s: %s (file %s)", self.label, why, self.path)
 
         def error() -> ObjectResetError:
             failure = ObjectResetError(
-                f"Durable Object {self.label} was reset: {why}", object_id=self.id.hex
+                f"Durable Object {self.label} was reset: {why}", type_name=type_name,
+                retryable=retryable, object_id=self.id.hex,
             )
             failure.__cause__ = cause
             return failure

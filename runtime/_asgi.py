@@ -385,6 +385,8 @@ def _http_error(exc: BaseException) -> HttpError:
         return HttpError(503, "OverloadedError", message, headers={"retry-after": "1"},
                          remote=True, overloaded=True)
     if isinstance(exc, ObjectResetError):
+        if not exc.retryable:  # a damaged file: the same answer until someone repairs it
+            return HttpError(500, exc.type_name, message, remote=True, reset=True)
         return HttpError(503, exc.type_name, message, headers={"retry-after": "1"},
                          remote=True, retryable=True, reset=True)
     if isinstance(exc, RemoteError):

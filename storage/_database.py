@@ -110,10 +110,18 @@ class Database:
     alarm_changed: bool = False
     """The alarm was set, deleted or cleared since the last commit or rollback (the runtime
     then updates its alarm index around the commit)."""
+    label: str = ""
+    """How error messages name the file: its path, or what the opener chose instead (the
+    runtime names the object, so that a server's answers never show its file paths)."""
+    fault: StorageError | None = None
+    """The last critical error (a damaged file, a full disk, an I/O error) met on this
+    connection since :meth:`take_fault`; the runtime resets the object when it sees one."""
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, durability: Durability = "full") -> Database:
-        """Open (creating if needed) and lock the database file at ``path``.
+    def open(cls, path: str | os.PathLike[str], *, durability: Durability = "full",
+             label: str | None = None) -> Database:
+        """Open (creating if needed) and lock the database file at ``path``; errors name it
+        ``label`` (default: its path).
 
         Raises:
             ObjectLockedError: another process holds the file.
@@ -126,13 +134,14 @@ class Database:
                 f"durability must be 'full', 'normal' or 'off', not {durability!r}"
             )
         fspath = os.fspath(path)
-        lock = acquire_file_lock(fspath)
+        label = label or fspath
+        lock = acquire_file_lock(fspath, label)
         try:
-            conn = _connect(fspath)
+            conn = _connect(fspath, label)
         except BaseException:
             lock.release()
             raise
-        db = cls(fspath, conn, durability, Authorizer(), lock)
+        db = cls(fspath, conn, durability, Authorizer(), lock, label=label)
         try:
             db._configure()
         except BaseException:
@@ -207,14 +216,14 @@ class Database:
         """Raise if the storage is closed or committing in a worker thread; reconnect if it
         was suspended."""
         if self.closed:
-            raise StorageClosedError(f"the storage of {self.path} was closed; open it again")
+            raise StorageClosedError(f"the storage of {self.label} was closed; open it again")
         if self._committing:
             raise TransactionError(
                 "the storage is committing in a worker thread; wait for sync() to return "
                 "before using it again"
             )
         if self.suspended:
-            self.conn = _connect(self.path)
+            self.conn = _connect(self.path, self.label)
             self.suspended = False
             self.usable = True
             try:
@@ -277,7 +286,7 @@ class Database:
                 the writes were rolled back and earlier commits are intact.
         """
         if self.closed:
-            raise StorageClosedError(f"the storage of {self.path} was closed; open it again")
+            raise StorageClosedError(f"the storage of {self.label} was closed; open it again")
         if self.suspended:
             return  # nothing can be uncommitted
         if self.depth:
@@ -288,7 +297,7 @@ class Database:
             cause, self._aborted_by = self._aborted_by, None
             self._discard()
             raise TransactionAbortedError(
-                f"nothing was committed to {self.path}: an earlier critical error ({cause}) "
+                f"nothing was committed to {self.label}: an earlier critical error ({cause}) "
                 "discarded this transaction's first writes, so its later writes were "
                 "discarded too"
             ) from cause
@@ -347,6 +356,11 @@ class Database:
 
     # -- errors ---------------------------------------------------------------------------
 
+    def take_fault(self) -> StorageError | None:
+        """The critical error met since the last call (and forget it), or None."""
+        fault, self.fault = self.fault, None
+        return fault
+
     def translate(self, exc: sqlite3.Error) -> DoboxError:
         """The dobox error for an ``sqlite3`` error; critical ones also abort the transaction."""
         code = getattr(exc, "sqlite_errorcode", None)
@@ -360,15 +374,16 @@ class Database:
             if self.conn.in_transaction or self._written:
                 self._aborted_by = exc
                 self._discard()
-            return _critical_error(self.path, primary, detail)
+            self.fault = _critical_error(self.label, primary, detail)
+            return self.fault
         if primary == _SQLITE_CONSTRAINT:
             return ConstraintError(detail)
         if primary == _SQLITE_TOOBIG or any(m in detail for m in _LIMIT_MESSAGES):
             return LimitExceededError(f"{detail} (Durable Objects' SQL limits)")
         if primary == _SQLITE_BUSY:
-            return ObjectLockedError(f"{self.path} is busy: {detail}")
+            return ObjectLockedError(f"{self.label} is busy: {detail}")
         if isinstance(exc, sqlite3.ProgrammingError) and "closed database" in str(exc):
-            return StorageClosedError(f"the storage of {self.path} was closed; open it again")
+            return StorageClosedError(f"the storage of {self.label} was closed; open it again")
         return SqlError(detail)
 
     # -- closing --------------------------------------------------------------------------
@@ -387,7 +402,7 @@ class Database:
             self._lock.release()
 
 
-def _connect(path: str) -> sqlite3.Connection:
+def _connect(path: str, label: str) -> sqlite3.Connection:
     try:
         return sqlite3.connect(
             path,
@@ -397,21 +412,21 @@ def _connect(path: str) -> sqlite3.Connection:
             timeout=BUSY_TIMEOUT,
         )
     except sqlite3.Error as exc:
-        raise StorageError(f"cannot open {path}: {exc}") from exc
+        raise StorageError(f"cannot open {label}: {exc}") from exc
 
 
-def _critical_error(path: str, primary: int | None, detail: str) -> StorageError:
+def _critical_error(label: str, primary: int | None, detail: str) -> StorageError:
     if primary == sqlite3.SQLITE_FULL:
         return StorageFullError(
-            f"{path}: the database or the disk is full ({detail}). The uncommitted writes "
+            f"{label}: the database or the disk is full ({detail}). The uncommitted writes "
             "were discarded; earlier commits are intact. Free some space and retry."
         )
     if primary in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
         return DatabaseCorruptError(
-            f"{path} is not a SQLite database or is damaged ({detail}). dobox did not "
+            f"{label} is not a SQLite database or is damaged ({detail}). dobox did not "
             "change it; restore it from a backup or move it aside."
         )
     return StorageIOError(
-        f"{path}: the operating system failed a read or write ({detail}). The uncommitted "
+        f"{label}: the operating system failed a read or write ({detail}). The uncommitted "
         "writes were discarded."
     )

@@ -39,34 +39,36 @@ class FileLock:
         os.close(fd)
 
 
-def acquire_file_lock(path: str) -> FileLock:
-    """Lock ``path`` (creating an empty file if needed) for this process alone.
+def acquire_file_lock(path: str, label: str | None = None) -> FileLock:
+    """Lock ``path`` (creating an empty file if needed) for this process alone; errors name
+    it ``label`` (default: its path).
 
     Raises:
         ObjectLockedError: another process, or another storage in this process, holds it.
         StorageError: the file cannot be opened at all (a directory, no permission).
     """
     real = os.path.realpath(path)
+    label = label or path
     with _held_guard:
         if real in _held:
             raise ObjectLockedError(
-                f"{path} is already open in this process; an object's database may have only "
+                f"{label} is already open in this process; an object's database may have only "
                 "one owner. Close the other storage first."
             )
         try:
             fd = os.open(real, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
-            raise StorageError(f"cannot open {path}: {exc.strerror}") from exc
+            raise StorageError(f"cannot open {label}: {exc.strerror}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
             os.close(fd)
             raise ObjectLockedError(
-                f"{path} is held by another process; an object's database may have only one "
+                f"{label} is held by another process; an object's database may have only one "
                 "writer. Stop the other dobox process, or wait for it to exit."
             ) from exc
         except OSError as exc:
             os.close(fd)
-            raise StorageError(f"cannot lock {path}: {exc.strerror}") from exc
+            raise StorageError(f"cannot lock {label}: {exc.strerror}") from exc
         _held.add(real)
     return FileLock(real, fd)

@@ -20,7 +20,7 @@ from ._collection import Collection
 from ._collection_feed import CollectionFeed
 from ._collection_spec import CollectionSpec, mark_collection_synced, prepare_collection
 from ._database import Database, Durability
-from ._errors import DoboxError, StorageIOError, TransactionError
+from ._errors import DoboxError, StorageError, StorageIOError, TransactionError
 from ._kv import SyncKV, Value
 from ._limits import MAX_TRANSACTION_DEPTH
 from ._meta import (
@@ -54,12 +54,13 @@ def open_storage(
     name: str | None = None,
     namespace: str | None = None,
     class_name: str | None = None,
+    label: str | None = None,
 ) -> Storage:
     """Open (creating if needed) the object database at ``path`` and lock it.
 
     The file is opened in WAL mode with ``synchronous`` set by ``durability``. ``name``,
     ``namespace`` and ``class_name``, when given, are recorded in the file for listing and
-    inspection.
+    inspection. Errors name the file ``label`` (default: its path).
 
     Raises:
         ObjectLockedError: another process (or another storage here) holds the file.
@@ -69,7 +70,7 @@ def open_storage(
 
     Close it with :meth:`Storage.close` (or use it as a context manager).
     """
-    db = Database.open(path, durability=durability)
+    db = Database.open(path, durability=durability, label=label)
     try:
         ensure_engine_tables(db)
         storage = Storage(db)
@@ -321,6 +322,12 @@ class Storage:
     def path(self) -> str:
         return self._db.path
 
+    def take_fault(self) -> StorageError | None:
+        """The critical error (``DatabaseCorruptError``, ``StorageFullError``,
+        ``StorageIOError``) this storage met since the last call, even one the object's code
+        caught; None if there was none. The runtime resets the object when there is one."""
+        return self._db.take_fault()
+
     @property
     def durability(self) -> Durability:
         return self._db.durability
@@ -442,7 +449,7 @@ class Storage:
         tests: the harness's ``fail_next_commit`` uses it."""
         self._db.check_usable()
         self._db.injected_commit_failure = error or StorageIOError(
-            f"{self._db.path}: the next commit was made to fail by the test harness; the "
+            f"{self._db.label}: the next commit was made to fail by the test harness; the "
             "uncommitted writes were discarded"
         )
 

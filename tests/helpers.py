@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -78,3 +80,17 @@ async def concurrent_outcomes(
             nursery.start_soon(one)
     return outcomes
 OBJECTS = {"COUNTER": Counter}
+
+
+def damage_table(db_path: Path, table: str) -> bytes:
+    """Overwrite the root page of ``table`` in a closed object file (its WAL folded in
+    first); the file's new content."""
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        (root,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = ?",
+                               (table,)).fetchone()
+    conn.close()
+    data = bytearray(db_path.read_bytes())
+    data[4096 * (root - 1):4096 * root] = b"\xa5" * 4096
+    db_path.write_bytes(bytes(data))
+    return bytes(data)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+import pytest
 import trio
 import trio.testing
 
-from actors import ObjectResetError
+from actors import DurableObject, ObjectResetError
 from harness import open_test_runtime
-from tests.helpers import Counter
+from storage import DatabaseCorruptError
+from tests.helpers import Counter, damage_table
 from tests.integration.objects import Fragile
 
 
@@ -51,3 +53,38 @@ async def test_a_failing_object_does_not_touch_its_neighbours(
         assert rt.statistics().resets >= 50
         Fragile.broken = False
         assert await fragile.ping() == "pong"
+
+
+class Careless(DurableObject):
+    """Catches every storage error, damaged file included."""
+
+    async def write(self) -> None:
+        await self.ctx.storage.put({f"key-{i}": "x" * 500 for i in range(50)})
+
+    async def read_quietly(self) -> str:
+        try:
+            return str(len(await self.ctx.storage.list()))
+        except DatabaseCorruptError:
+            return "swallowed"
+
+
+async def test_a_damaged_file_resets_the_object_even_when_its_code_catches_the_error(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The handler's own except cannot hide a damaged file: the object is reset and its
+    caller learns why (DatabaseCorruptError, not retryable); its neighbour goes on."""
+    async with open_test_runtime(tmp_path, {"C": Careless, "COUNTER": Counter}) as rt:
+        careless = rt.namespace("C").get_by_name("c")
+        await careless.write()
+        await rt.namespace("COUNTER").get_by_name("n").increment()
+        await rt.evict(careless)
+        (path,) = (tmp_path / "C").glob("*/*.sqlite")
+        damage_table(path, "_dobox_kv")
+        with pytest.raises(ObjectResetError) as info:
+            await careless.read_quietly()
+        error = info.value
+        assert (error.type_name, error.retryable, error.reset) == (
+            "DatabaseCorruptError", False, True)
+        assert str(error).startswith("Durable Object C/c was reset: the file of C/c is not a "
+                                     "SQLite database or is damaged")
+        assert await rt.namespace("COUNTER").get_by_name("n").increment() == 2

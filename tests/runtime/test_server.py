@@ -10,7 +10,9 @@ import httpx
 import pytest
 import trio
 
+from actors._ids import id_from_name, namespace_key
 from harness import ServerProcess, open_server_process
+from tests.helpers import damage_table
 
 ROOT = Path(__file__).parent.parent.parent
 OBJECTS = "tests.runtime.server_objects:OBJECTS"
@@ -168,6 +170,39 @@ async def test_names_at_the_limit_and_encoded_slashes(server: ServerProcess) -> 
         answer = await client.get("/default/WEB/lobby/a%2Fb/c")  # forwarded as sent
     assert answer.json()["path"] == "/a/b/c"
     assert answer.status_code == 201
+
+
+async def test_a_damaged_file_is_a_permanent_fault_named_without_paths(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """A read that meets damaged pages is answered 500 DatabaseCorruptError, not retryable,
+    without claiming lost writes and without the server's file paths; so is every later
+    call; other objects are untouched."""
+    for _ in range(3):
+        await rpc(server, "/default/COUNTER/damaged/rpc/increment")
+    await rpc(server, "/default/COUNTER/healthy/rpc/increment")
+    assert await server.terminate() == 0
+    (path,) = (tmp_path / "tenants/default/COUNTER").glob(
+        f"*/{server_id('COUNTER', 'damaged')}.sqlite")
+    damaged = damage_table(path, "_dobox_kv")
+    await server.restart()
+    for _ in range(2):  # the same answer each time: a retry meets the same file
+        answer = await rpc(server, "/default/COUNTER/damaged/rpc/value")
+        assert answer.status_code == 500, answer.text
+        error = answer.json()["error"]
+        assert error["type"] == "DatabaseCorruptError"
+        assert (error["remote"], error["retryable"], error["reset"]) == (True, False, True)
+        assert "default/COUNTER/damaged is not a SQLite database or is damaged" in (
+            error["message"])
+        assert str(tmp_path) not in answer.text
+        assert "could not be committed" not in answer.text
+    assert path.read_bytes() == damaged  # left as it was
+    assert (await rpc(server, "/default/COUNTER/healthy/rpc/value")).json() == {"result": 1}
+
+
+def server_id(binding: str, name: str, tenant: str = "default") -> str:
+    """The id the server gives ``name`` (its file is named after it)."""
+    return id_from_name(namespace_key(f"{tenant}/{binding}"), name).hex
 
 
 async def test_malformed_json_and_oversized_bodies(server: ServerProcess) -> None:
