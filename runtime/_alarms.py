@@ -37,6 +37,7 @@ import trio
 
 from actors import DurableObject, ObjectId, ObjectResetError, OverloadedError, RemoteError
 from actors._ids import id_from_string, namespace_key
+from storage import StorageError
 
 from ._event import Event
 
@@ -63,23 +64,41 @@ class AlarmIndex:
         self.path = path
         self._removals: set[str] = set()
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute(f"PRAGMA synchronous={synchronous}")
-        self._conn.execute(
-            "CREATE TABLE IF NOT EXISTS alarms (key TEXT PRIMARY KEY NOT NULL, "
-            "binding TEXT NOT NULL, object TEXT NOT NULL, at REAL NOT NULL) WITHOUT ROWID"
-        )
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute(f"PRAGMA synchronous={synchronous}")
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS alarms (key TEXT PRIMARY KEY NOT NULL, "
+                "binding TEXT NOT NULL, object TEXT NOT NULL, at REAL NOT NULL) WITHOUT ROWID"
+            )
+        except BaseException:
+            self._conn.close()  # no descriptor left behind on a directory that refused us
+            raise
 
     @classmethod
     def open(
         cls, data_dir: Path, bindings: Mapping[str, object], *, synchronous: str
     ) -> AlarmIndex:
-        """Open the index, building it from the object files if there is none."""
+        """Open the index, building it from the object files if there is none.
+
+        Raises:
+            StorageError: the data directory cannot hold it (read-only, no permission, a
+                full disk); nothing is left open.
+        """
         path = data_dir / INDEX_NAME
         existed = path.exists()
-        index = cls(path, synchronous=synchronous)
+        try:
+            index = cls(path, synchronous=synchronous)
+        except sqlite3.Error as exc:
+            raise StorageError(
+                f"cannot use the data directory {data_dir}: opening {INDEX_NAME} in it failed "
+                f"({exc}); is it writable, with space left?") from exc
         if not existed:
-            index._rebuild(data_dir, bindings)
+            try:
+                index._rebuild(data_dir, bindings)
+            except BaseException:
+                index._conn.close()
+                raise
         return index
 
     def _rebuild(self, data_dir: Path, bindings: Mapping[str, object]) -> None:

@@ -25,7 +25,7 @@ import attrs
 import trio
 
 from actors import DurableObject
-from storage import Durability
+from storage import Durability, StorageError
 
 from ._alarms import AlarmIndex, AlarmScheduler
 from ._coordinator import Coordinator, SingleProcessCoordinator
@@ -154,56 +154,73 @@ async def open_runtime(
 
     Raises:
         ValueError, TypeError: for bad bindings, classes or options.
+        StorageError: the data directory cannot be created or written (its message names
+            it); nothing is left open.
     """
     _check_options(objects, idle_timeout, idle_connection_timeout, max_live_objects,
                    max_queued_per_object, event_timeout, shutdown_grace, durability,
                    max_concurrent_alarms, alarm_retry_jitter, max_websockets_per_object)
-    root = Path(data_dir)
-    # Inline on purpose: one mkdir at start; a thread would let autojump_clock skip time.
-    root.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
+    root = _data_directory(data_dir)
+    index = AlarmIndex.open(
+        root, objects, synchronous="FULL" if durability == "full" else "NORMAL"
+    )
     body_error: BaseException | None = None
-    async with trio.open_nursery() as nursery:
-        router = Router(
-            nursery=nursery,
-            data_dir=root,
-            coordinator=coordinator or SingleProcessCoordinator(),
-            env={},
-            durability=durability,
-            idle_timeout=idle_timeout,
-            idle_connection_timeout=idle_connection_timeout,
-            max_live_objects=max_live_objects,
-            max_queued_per_object=max_queued_per_object,
-            event_timeout=event_timeout,
-            max_websockets_per_object=max_websockets_per_object,
-            id_scope=id_scope,
-        )
-        runtime = Runtime(router, objects)
-        router.env.update(env or {})
-        router.env.update(runtime._namespaces)
-        index = AlarmIndex.open(
-            root, objects, synchronous="FULL" if durability == "full" else "NORMAL"
-        )
-        router.alarms = AlarmScheduler(
-            router, index, objects, max_concurrent=max_concurrent_alarms,
-            retry_jitter=alarm_retry_jitter,
-        )
-        nursery.start_soon(router.keep_time, name="dobox timekeeper")
-        nursery.start_soon(router.alarms.run, name="dobox alarms")
-        try:
-            yield runtime
-        except BaseException as exc:
-            # The runtime's own tasks never raise, so the only error here is the body's.
-            # Keep it out of the nursery and raise it as it was, after shutdown, instead of
-            # wrapped in an ExceptionGroup the caller did not ask for.
-            body_error = exc
-        finally:
-            with trio.CancelScope(shield=True) as grace:
-                grace.deadline = trio.current_time() + shutdown_grace
-                await router.drain()
-            nursery.cancel_scope.cancel()
-    index.close()
+    try:
+        async with trio.open_nursery() as nursery:
+            router = Router(
+                nursery=nursery,
+                data_dir=root,
+                coordinator=coordinator or SingleProcessCoordinator(),
+                env={},
+                durability=durability,
+                idle_timeout=idle_timeout,
+                idle_connection_timeout=idle_connection_timeout,
+                max_live_objects=max_live_objects,
+                max_queued_per_object=max_queued_per_object,
+                event_timeout=event_timeout,
+                max_websockets_per_object=max_websockets_per_object,
+                id_scope=id_scope,
+            )
+            runtime = Runtime(router, objects)
+            router.env.update(env or {})
+            router.env.update(runtime._namespaces)
+            router.alarms = AlarmScheduler(
+                router, index, objects, max_concurrent=max_concurrent_alarms,
+                retry_jitter=alarm_retry_jitter,
+            )
+            nursery.start_soon(router.keep_time, name="dobox timekeeper")
+            nursery.start_soon(router.alarms.run, name="dobox alarms")
+            try:
+                yield runtime
+            except BaseException as exc:
+                # The runtime's own tasks never raise, so the only error here is the body's.
+                # Keep it out of the nursery and raise it as it was, after shutdown, instead
+                # of wrapped in an ExceptionGroup the caller did not ask for.
+                body_error = exc
+            finally:
+                with trio.CancelScope(shield=True) as grace:
+                    grace.deadline = trio.current_time() + shutdown_grace
+                    await router.drain()
+                nursery.cancel_scope.cancel()
+    finally:
+        index.close()
     if body_error is not None:
         raise body_error
+
+
+def _data_directory(data_dir: str | os.PathLike[str]) -> Path:
+    """``data_dir``, created if needed.
+
+    Raises:
+        StorageError: it cannot be created (read-only, no permission, a file in the way).
+    """
+    root = Path(data_dir)
+    try:
+        # Inline on purpose: one mkdir at start; a thread would let autojump_clock skip time.
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"cannot use the data directory {root}: {exc.strerror}") from exc
+    return root
 
 
 def _check_options(

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
-from collections.abc import Awaitable, Callable
+import subprocess
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
 from actors import DurableObject
@@ -94,3 +98,27 @@ def damage_table(db_path: Path, table: str) -> bytes:
     data[4096 * (root - 1):4096 * root] = b"\xa5" * 4096
     db_path.write_bytes(bytes(data))
     return bytes(data)
+
+
+@contextlib.contextmanager
+def immutable(path: Path) -> Iterator[None]:
+    """Make ``path`` immutable (``chattr +i``: not even root may write, create or delete in
+    it) for the duration; skips the test where the file system or the user cannot."""
+    made = subprocess.run(["chattr", "+i", str(path)], capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"chattr +i is not possible here: {made.stderr.strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def open_descriptors_under(path: Path) -> list[str]:
+    """The files under ``path`` this process holds open."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith(str(path)):
+                found.append(target)
+    return found

@@ -13,8 +13,8 @@ import runtime._actor
 import runtime._router
 from actors import DurableObject, ObjectResetError, OverloadedError, RuntimeClosedError
 from runtime import open_runtime
-from storage import Storage
-from tests.helpers import Counter, concurrent_outcomes
+from storage import Storage, StorageError
+from tests.helpers import Counter, concurrent_outcomes, immutable, open_descriptors_under
 
 # Inline commits: worker threads are invisible to MockClock (see docs/how-to/testing).
 FAST = {"durability": "normal"}
@@ -351,3 +351,20 @@ async def test_freed_memory_is_given_back_once_per_sweep(
         # MockClock cannot see the worker thread; the release happens before the runtime
         # closes, which waits for it.
     assert releases == ["released"]
+
+
+@pytest.mark.parametrize("where", ["immutable", "under-immutable", "a-file"])
+async def test_an_unusable_data_directory_is_one_clear_error(tmp_path: Path, where: str) -> None:
+    """The error names the directory, is not an ExceptionGroup, and leaves nothing open."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    data = {"immutable": locked, "under-immutable": locked / "data",
+            "a-file": tmp_path / "a-file"}[where]
+    if where == "a-file":
+        data.write_text("not a directory")
+    with immutable(locked), pytest.raises(StorageError) as info:
+        async with open_runtime(data, objects={"COUNTER": Counter}):
+            pytest.fail("the runtime opened")  # pragma: no cover
+    assert type(info.value) is StorageError
+    assert f"cannot use the data directory {data}" in str(info.value)
+    assert open_descriptors_under(tmp_path) == []
