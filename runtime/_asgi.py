@@ -271,7 +271,7 @@ class DoboxApp:
             return await self._portal.call(fn, *args)
         except HttpError:
             raise
-        except BaseException as exc:
+        except Exception as exc:  # not BaseException: cancellation is not the request's error
             raise _http_error(exc) from exc
 
     async def _runtime(self, tenant: str) -> Runtime:

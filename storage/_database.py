@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sqlite3
 from typing import Literal
 
@@ -69,6 +70,9 @@ _SQLITE_CANTOPEN = 14
 _SQLITE_BUSY = 5
 _SQLITE_CONSTRAINT = 19
 _SQLITE_TOOBIG = 18
+WAL_SIZE_LIMIT = 4 << 20
+"""Bytes a WAL keeps after a checkpoint (SQLite checkpoints at 1,000 pages, 4 MiB)."""
+
 _CRITICAL = frozenset(
     {
         sqlite3.SQLITE_FULL,
@@ -155,6 +159,9 @@ class Database:
         # whose first page is damaged, fails here and is left untouched.
         self.execute("SELECT count(*) FROM sqlite_master").fetchone()
         self.execute("PRAGMA journal_mode=WAL").fetchone()
+        # After a checkpoint the WAL is cut back to this size instead of keeping its largest
+        # size forever, so that a disk filled once is not held full by old WAL space.
+        self.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}").fetchone()
         self.execute(f"PRAGMA synchronous={_SYNCHRONOUS[self.durability]}")
         self.execute("PRAGMA foreign_keys=ON")
         # trusted_schema stays ON (SQLite's default): with it OFF, SQLite refuses functions
@@ -374,7 +381,7 @@ class Database:
             if self.conn.in_transaction or self._written:
                 self._aborted_by = exc
                 self._discard()
-            self.fault = _critical_error(self.label, primary, detail)
+            self.fault = _critical_error(self.path, self.label, primary, detail)
             return self.fault
         if primary == _SQLITE_CONSTRAINT:
             return ConstraintError(detail)
@@ -415,8 +422,11 @@ def _connect(path: str, label: str) -> sqlite3.Connection:
         raise StorageError(f"cannot open {label}: {exc}") from exc
 
 
-def _critical_error(label: str, primary: int | None, detail: str) -> StorageError:
-    if primary == sqlite3.SQLITE_FULL:
+def _critical_error(path: str, label: str, primary: int | None, detail: str) -> StorageError:
+    # SQLite reports some writes that fail for want of space as I/O errors (growing the WAL
+    # index: SQLITE_IOERR_SHMSIZE; a write: SQLITE_IOERR_WRITE), not SQLITE_FULL: say what
+    # the disk says.
+    if primary == sqlite3.SQLITE_FULL or (primary == _SQLITE_IOERR and _disk_is_full(path)):
         return StorageFullError(
             f"{label}: the database or the disk is full ({detail}). The uncommitted writes "
             "were discarded; earlier commits are intact. Free some space and retry."
@@ -430,3 +440,17 @@ def _critical_error(label: str, primary: int | None, detail: str) -> StorageErro
         f"{label}: the operating system failed a read or write ({detail}). The uncommitted "
         "writes were discarded."
     )
+
+
+def _disk_is_full(path: str) -> bool:
+    """Whether the file system holding ``path`` has (almost) no space left for us."""
+    try:
+        usage = shutil.disk_usage(os.path.dirname(path) or ".")
+    except OSError:
+        return False
+    return usage.free < _FULL_BELOW
+
+
+_FULL_BELOW = 1 << 20
+"""Free bytes under which an I/O error is taken for a full disk: less than one WAL frame
+batch of room."""

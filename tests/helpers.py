@@ -122,3 +122,29 @@ def open_descriptors_under(path: Path) -> list[str]:
             if target.startswith(str(path)):
                 found.append(target)
     return found
+
+
+@contextlib.contextmanager
+def small_filesystem(mountpoint: Path, size: str = "2m") -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted at ``mountpoint`` for the duration, to fill up; skips the
+    test where mounting is not allowed."""
+    mountpoint.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs",
+                              str(mountpoint)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small file system here: {mounted.stderr.strip()}")
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", "--lazy", str(mountpoint)], check=True)
+
+
+def fill_disk(directory: Path) -> Path:
+    """Write a file in ``directory`` until the disk is full; the file (delete it to free
+    the space)."""
+    filler = directory / "filler"
+    with contextlib.suppress(OSError), filler.open("wb") as out:
+        while True:
+            out.write(b"\0" * 65536)
+            out.flush()
+    return filler

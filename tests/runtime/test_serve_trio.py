@@ -8,8 +8,10 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
+import trio.testing
 
 from runtime import Client, WebSocketClosed, WebSocketRejected, open_runtime, serve
+from runtime._asgi import DoboxApp
 from tests.helpers import Counter
 from tests.runtime.server_objects import OBJECTS
 
@@ -54,3 +56,29 @@ async def test_websockets_inside_a_trio_program(tmp_path: Path) -> None:
 async def test_serve_refuses_to_listen_beyond_loopback_without_tokens(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"127\.0\.0\.1 only"):
         await serve(OBJECTS, tmp_path, host="0.0.0.0", port=0)
+
+
+async def test_a_cancelled_request_is_not_answered_500(tmp_path: Path) -> None:
+    """Cancellation propagates out of the app: it is not the request's error."""
+    app = DoboxApp(tmp_path, OBJECTS)
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b'{"args": [10]}', "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/default/COUNTER/a/rpc/sleep",
+             "raw_path": b"/default/COUNTER/a/rpc/sleep", "query_string": b"",
+             "headers": []}
+    async with trio.open_nursery() as runtimes:
+        app.run_in_trio(runtimes)
+        with trio.CancelScope() as request:
+            async with trio.open_nursery() as requests:
+                requests.start_soon(app, scope, receive, send)
+                await trio.testing.wait_all_tasks_blocked()
+                request.cancel()
+        assert request.cancelled_caught
+        runtimes.cancel_scope.cancel()
+    assert sent == []
