@@ -35,9 +35,11 @@ class ServerProcess:
 
     def __init__(
         self, data_dir: Path, objects: str, *, cwd: Path | None, tokens: Path | None = None,
-        options: Sequence[str] = (),
+        options: Sequence[str] = (), log: Path | None = None,
     ) -> None:
         self.data_dir = data_dir
+        self.log = log
+        """Where the server's output goes (appended), when given."""
         self.options = list(options)
         """More ``dobox serve`` options, such as ``["--idle-timeout", "1"]``."""
         self.objects = objects
@@ -75,9 +77,14 @@ class ServerProcess:
         if self.tokens is not None:
             command += ["--tokens", str(self.tokens)]
         command += self.options
-        process = await trio.lowlevel.open_process(
-            command, cwd=self.cwd, env=environment, stdin=subprocess.DEVNULL,
-        )
+        if self.log is None:
+            process = await trio.lowlevel.open_process(
+                command, cwd=self.cwd, env=environment, stdin=subprocess.DEVNULL)
+        else:
+            with self.log.open("ab") as log:  # the child keeps its own copy of the descriptor
+                process = await trio.lowlevel.open_process(
+                    command, cwd=self.cwd, env=environment, stdin=subprocess.DEVNULL,
+                    stdout=log, stderr=log)
         self._process = process
         with trio.move_on_after(30):
             async with httpx.AsyncClient() as probe:
@@ -153,13 +160,16 @@ async def open_server_process(
     cwd: str | os.PathLike[str] | None = None,
     tokens: str | os.PathLike[str] | None = None,
     options: Sequence[str] = (),
+    log: str | os.PathLike[str] | None = None,
 ) -> AsyncIterator[ServerProcess]:
     """Start ``dobox serve`` over ``data_dir`` hosting ``objects`` (``module:NAME``,
     importable from ``cwd``; with ``tokens``, a tokens file as for ``--tokens``, and then
     ``call`` cannot be used, being tokenless: use ``base_url``; ``options``, more
-    ``dobox serve`` options); on exit it is terminated gracefully (or reaped, if killed)."""
+    ``dobox serve`` options; ``log``, a file the server's output is appended to); on exit it
+    is terminated gracefully (or reaped, if killed)."""
     server = ServerProcess(Path(data_dir), objects, cwd=None if cwd is None else Path(cwd),
-                           tokens=None if tokens is None else Path(tokens), options=options)
+                           tokens=None if tokens is None else Path(tokens), options=options,
+                           log=None if log is None else Path(log))
     await server.start()
     try:
         yield server

@@ -187,7 +187,7 @@ class DoboxApp:
             raise HttpError(404, "NotFound", "use /{tenant}/{namespace}/{name}/rpc/{method} "
                             "or /{tenant}/{namespace}/{name}/{path}")
         tenant, binding, name = parts[1], parts[2], parts[3]
-        self._authorize(tenant, _headers(scope))
+        self._authorize(tenant, _bearer_token(scope))
         if binding not in self.objects:
             raise HttpError(404, "NotFound", f"tenant {tenant!r} has no namespace {binding!r:.80}")
         try:
@@ -232,6 +232,10 @@ class DoboxApp:
         accept: Message = {"type": "websocket.accept"}
         if "sec-websocket-protocol" in response.headers:
             accept["subprotocol"] = response.headers["sec-websocket-protocol"]
+        elif _offered(scope, "dobox") and _offered(scope, BEARER_PROTOCOL):
+            # Browsers fail a handshake that offered protocols and got none back; the token
+            # entry must not be echoed, so its companion "dobox" is (as Kubernetes does).
+            accept["subprotocol"] = "dobox"
         await send(accept)
         await bridge_websocket(client, receive, send, self._to_trio)
 
@@ -243,7 +247,7 @@ class DoboxApp:
         else:
             self._portal.run_sync_soon(fn)
 
-    def _authorize(self, tenant: str, headers: Mapping[str, str]) -> None:
+    def _authorize(self, tenant: str, token: bytes | None) -> None:
         if not TENANT.fullmatch(tenant):
             raise HttpError(404, "NotFound", f"no tenant {tenant[:80]!r}")
         if self.tokens is None:
@@ -251,12 +255,11 @@ class DoboxApp:
                 raise HttpError(404, "NotFound",
                                 f"no tenant {tenant!r}: this server serves only 'default'")
             return
-        given = headers.get("authorization", "")
-        if not given.startswith("Bearer "):
-            raise HttpError(401, "Unauthorized", "send Authorization: Bearer <tenant token>",
-                            headers={"www-authenticate": "Bearer"})
+        if token is None:
+            raise HttpError(401, "Unauthorized", "send Authorization: Bearer <tenant token> "
+                            f"(or, on a WebSocket, the subprotocol {BEARER_PROTOCOL}<token "
+                            "in base64url>)", headers={"www-authenticate": "Bearer"})
         expected = self.tokens.get(tenant)
-        token = given[len("Bearer "):].encode()
         if expected is None or not hmac.compare_digest(token, expected.encode()):
             raise HttpError(403, "Forbidden", f"this token does not open tenant {tenant!r}")
 
@@ -322,6 +325,40 @@ class DoboxApp:
             return response
 
 
+BEARER_PROTOCOL = "dobox.bearer."
+"""A WebSocket subprotocol entry ``dobox.bearer.<token in base64url>`` carries the tenant
+token on an upgrade, for clients that cannot set headers (browsers), as Kubernetes does.
+The client offers ``"dobox"`` beside it, which the server selects when the object selects
+no protocol of its own (a browser fails a handshake whose offer got no protocol back)."""
+
+
+def _bearer_token(scope: Scope) -> bytes | None:
+    """The token a request carries: ``Authorization: Bearer``, or on a WebSocket upgrade a
+    ``dobox.bearer.`` subprotocol entry; None if neither."""
+    given = _headers(scope).get("authorization", "")
+    if given.startswith("Bearer "):
+        return given[len("Bearer "):].encode()
+    subprotocols = scope.get("subprotocols")
+    for entry in subprotocols if isinstance(subprotocols, list) else ():
+        if isinstance(entry, str) and entry.startswith(BEARER_PROTOCOL):
+            encoded = entry[len(BEARER_PROTOCOL):]
+            try:
+                return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+            except ValueError:
+                return b""  # a malformed token opens nothing
+    return None
+
+
+def _offered(scope: Scope, protocol: str) -> bool:
+    """Whether a WebSocket upgrade offered ``protocol`` (or, ending in ".", an entry
+    starting with it)."""
+    subprotocols = scope.get("subprotocols")
+    return isinstance(subprotocols, list) and any(
+        isinstance(entry, str)
+        and (entry.startswith(protocol) if protocol.endswith(".") else entry == protocol)
+        for entry in subprotocols)
+
+
 def _segment(raw: bytes) -> str:
     """One path segment, percent-decoded.
 
@@ -345,11 +382,19 @@ def _forwarded_request(scope: Scope, method: str, rest: str, body: bytes) -> htt
     """The request an object's ``fetch`` gets: the path after the name (as sent, still
     percent-encoded), the query string, the headers and the body."""
     query = scope.get("query_string", b"")
+    headers = _headers(scope)
+    offered = headers.get("sec-websocket-protocol")
+    if offered is not None and BEARER_PROTOCOL in offered:  # the token is the server's
+        kept = [entry.strip() for entry in offered.split(",")
+                if not entry.strip().startswith(BEARER_PROTOCOL)]
+        headers["sec-websocket-protocol"] = ", ".join(kept)
+        if not kept:
+            del headers["sec-websocket-protocol"]
     return httpx.Request(
         method,
         httpx.URL("http://dobox/" + rest,
                   query=query if isinstance(query, bytes) else b""),
-        headers=list(_headers(scope).items()),
+        headers=list(headers.items()),
         content=body,
     )
 

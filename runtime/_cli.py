@@ -174,13 +174,27 @@ def serve(objects_spec: str, data: Path, host: str, port: int, tokens: Path | No
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
 
-    # uvicorn's WebSocket protocols log this error whenever an app refuses an upgrade with
-    # an HTTP response (the ASGI "websocket.http.response" extension), though the response
-    # went out as sent; dobox refuses upgrades that way, so the line would only mislead.
-    logging.getLogger("uvicorn.error").addFilter(
-        lambda record: record.getMessage()
-        != "ASGI callable returned without completing handshake.")
+    logging.getLogger("uvicorn.error").addFilter(_quiet_protocol_noise)
     Server(config).run()
+
+
+def _quiet_protocol_noise(record: logging.LogRecord) -> bool:
+    """Keep uvicorn's log about what went wrong, not about what a client sent.
+
+    uvicorn's WebSocket protocols log an error whenever an app refuses an upgrade with an
+    HTTP response (the ASGI "websocket.http.response" extension), though the response went
+    out as sent; dobox refuses upgrades that way, so the line would only mislead. And a text
+    frame that is not UTF-8 is logged with a traceback of uvicorn's own, though the socket
+    is closed with 1007 as it should be: one line is enough for a client's mistake.
+    """
+    message = record.getMessage()
+    if message == "ASGI callable returned without completing handshake.":
+        return False
+    if message.startswith("Invalid UTF-8 sequence received from client"):
+        record.exc_info = None
+        record.exc_text = None
+        record.levelno, record.levelname = logging.INFO, "INFO"
+    return True
 
 
 def _read_tokens(path: Path) -> dict[str, str]:

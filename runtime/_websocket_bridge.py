@@ -121,11 +121,28 @@ async def _carry(
                 data = text if text is not None else message.get("bytes")
                 to_trio(functools.partial(_send_quietly, client, data))
             elif message["type"] == "websocket.disconnect":
-                code = message.get("code", 1005)
-                reason = message.get("reason") or ""
-                to_trio(functools.partial(client._close_now, int(code), str(reason)))  # type: ignore[call-overload]  # ASGI gives an int
+                code, reason = close_of(message)
+                to_trio(functools.partial(client._close_now, code, reason))
                 tasks.cancel_scope.cancel()
                 return
+
+
+def close_of(message: Message) -> tuple[int, str]:
+    """The close code and reason of a ``websocket.disconnect``, as the WebSocket spec names
+    them: 1006 when the connection was lost without a close frame.
+
+    ASGI servers disagree on that case. uvicorn reports a lost connection as 1005 (its
+    choice since uvicorn PR 1753), the code the spec keeps for a close frame *without* a
+    code, and tells the two apart only by the ``reason`` key, which it sets for every close
+    frame and never for a lost connection. hypercorn reports 1006 for a lost connection,
+    and also, losing the code (hypercorn issue 127), for every close the client starts.
+    """
+    code = message.get("code", 1005)
+    if not isinstance(code, int):
+        code = 1005
+    if code == 1005 and "reason" not in message:
+        return 1006, ""
+    return int(code), str(message.get("reason") or "")
 
 
 def _send_quietly(client: WebSocket, data: object) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
+import socket
 import sqlite3
+import struct
 import subprocess
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -148,3 +151,32 @@ def fill_disk(directory: Path) -> Path:
             out.write(b"\0" * 65536)
             out.flush()
     return filler
+
+
+async def raw_websocket(base_url: str, path: str) -> trio.SocketStream:
+    """A WebSocket opened by hand over TCP (the upgrade answered 101), for frames no client
+    library sends: a close frame without a code, invalid UTF-8, a connection cut off."""
+    host, port = base_url.removeprefix("http://").split(":")
+    stream = await trio.open_tcp_stream(host, int(port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    await stream.send_all(
+        f"GET {path} HTTP/1.1\r\nhost: {host}\r\nupgrade: websocket\r\nconnection: upgrade\r\n"
+        f"sec-websocket-key: {key}\r\nsec-websocket-version: 13\r\n\r\n".encode())
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        answer += await stream.receive_some()
+    assert answer.startswith(b"HTTP/1.1 101"), answer
+    return stream
+
+
+def client_frame(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
+    """One masked frame, as a client sends it (payloads under 126 bytes)."""
+    mask = os.urandom(4)
+    masked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
+    return bytes([(0x80 if fin else 0) | opcode, 0x80 | len(payload)]) + mask + masked
+
+
+def reset_connection(stream: trio.SocketStream) -> None:
+    """Close with a TCP reset (SO_LINGER 0): the peer sees the connection lost."""
+    stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    stream.socket.close()

@@ -12,7 +12,7 @@ import trio.testing
 
 from runtime import Client, WebSocketClosed, WebSocketRejected, open_runtime, serve
 from runtime._asgi import DoboxApp
-from tests.helpers import Counter
+from tests.helpers import Counter, raw_websocket, reset_connection
 from tests.runtime.server_objects import OBJECTS
 
 
@@ -82,3 +82,20 @@ async def test_a_cancelled_request_is_not_answered_500(tmp_path: Path) -> None:
         assert request.cancelled_caught
         runtimes.cancel_scope.cancel()
     assert sent == []
+
+
+@pytest.mark.parametrize("ending", ["reset", "fin"])
+async def test_a_lost_connection_is_1006_under_hypercorn(tmp_path: Path, ending: str) -> None:
+    async with trio.open_nursery() as nursery:
+        (address, *_) = await nursery.start(partial(serve, OBJECTS, tmp_path, port=0))
+        stream = await raw_websocket(address, "/default/ROOM/lobby/chat")
+        if ending == "reset":
+            reset_connection(stream)
+        else:
+            await stream.aclose()
+        async with Client(address) as client:
+            room = client.namespace("ROOM").get_by_name("lobby")
+            with trio.fail_after(10):
+                while await room.closes() != [[1006, "", False]]:  # noqa: ASYNC110  # the server's own tasks
+                    await trio.sleep(0.02)
+        nursery.cancel_scope.cancel()

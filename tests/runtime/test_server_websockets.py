@@ -5,7 +5,9 @@ refusals, tenants, and a graceful shutdown with sockets open."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+import shutil
+import struct
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -14,6 +16,8 @@ import trio
 
 from harness import ServerProcess, open_server_process
 from runtime import Client, WebSocketClosed, WebSocketRejected
+from runtime._asgi import _forwarded_request
+from tests.helpers import client_frame, raw_websocket, reset_connection
 
 ROOT = Path(__file__).parent.parent.parent
 OBJECTS = "tests.runtime.server_objects:OBJECTS"
@@ -162,3 +166,120 @@ async def test_sigterm_closes_open_sockets_and_exits_cleanly(server: ServerProce
     await server.restart()
     async with Client(server.base_url) as client:
         assert await client.namespace("ROOM").get_by_name("lobby").last() == "kept"
+
+
+async def lost_by_reset(stream: trio.SocketStream) -> None:
+    reset_connection(stream)
+
+
+async def lost_by_fin(stream: trio.SocketStream) -> None:
+    await stream.aclose()
+
+
+async def lost_mid_message(stream: trio.SocketStream) -> None:
+    await stream.send_all(client_frame(1, b"half a mess", fin=False))
+    await stream.aclose()
+
+
+async def close_frame_without_code(stream: trio.SocketStream) -> None:
+    await stream.send_all(client_frame(8, b""))
+    await stream.receive_some()  # the server's close frame: the handshake is complete
+    await stream.aclose()
+
+
+async def close_frame_1000(stream: trio.SocketStream) -> None:
+    await stream.send_all(client_frame(8, struct.pack("!H", 1000) + b"done"))
+    await stream.receive_some()
+    await stream.aclose()
+
+
+ENDINGS = [
+    pytest.param(lost_by_reset, [1006, "", False], id="reset"),
+    pytest.param(lost_by_fin, [1006, "", False], id="fin"),
+    pytest.param(lost_mid_message, [1006, "", False], id="mid-message"),
+    pytest.param(close_frame_without_code, [1005, "", True], id="close-without-code"),
+    pytest.param(close_frame_1000, [1000, "done", True], id="close-1000"),
+]
+
+
+async def wait_for_closes(server: ServerProcess, expected: list[list[object]]) -> None:
+    async with Client(server.base_url) as client:
+        room = client.namespace("ROOM").get_by_name("lobby")
+        with trio.fail_after(10):
+            # The close event runs in the server after the client has gone.
+            while await room.closes() != expected:  # noqa: ASYNC110  # another process's state
+                await trio.sleep(0.02)
+
+
+@pytest.mark.parametrize(("end", "seen"), ENDINGS)
+async def test_a_lost_connection_is_1006_and_a_close_frame_is_clean(
+    server: ServerProcess, end: Callable[[trio.SocketStream], Awaitable[None]],
+    seen: list[object],
+) -> None:
+    """websocket_close gets 1006 and was_clean False when the client vanished without a
+    close frame (reset, FIN, mid-message); 1005 (clean) for a close frame without a code."""
+    await end(await raw_websocket(server.base_url, "/default/ROOM/lobby/chat"))
+    await wait_for_closes(server, [seen])
+
+
+async def test_invalid_utf8_closes_with_1007_without_a_traceback(tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    async with open_server_process(tmp_path, OBJECTS, cwd=ROOT, log=log) as server:
+        stream = await raw_websocket(server.base_url, "/default/ROOM/lobby/chat")
+        await stream.send_all(client_frame(1, b"\xff\xfe not UTF-8"))
+        answer = await stream.receive_some()
+        assert answer[:4] == b"\x88\x02" + struct.pack("!H", 1007)  # a close frame, 1007
+        await stream.aclose()
+        await wait_for_closes(server, [[1007, "", True]])
+    text = log.read_text()
+    assert "Invalid UTF-8 sequence received from client" in text
+    assert "Traceback" not in text
+
+
+NODE_CLIENT = """
+const [url, token] = process.argv.slice(1);
+const protocols = token ? ["dobox", "dobox.bearer." + Buffer.from(token).toString("base64url")]
+                        : [];
+const ws = new WebSocket(url, protocols);  // the WHATWG API: no way to set a header
+ws.onopen = () => ws.send("whoami");
+ws.onmessage = (event) => {
+  console.log(`message: ${event.data} (protocol ${ws.protocol})`);
+  ws.close(1000, "done");
+};
+ws.onerror = () => { console.log("refused"); };
+ws.onclose = () => process.exit(0);
+"""
+
+
+async def node_websocket(url: str, token: str | None) -> str:
+    """What a client that cannot set headers (Node's WebSocket, as browsers') gets."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("Node.js is not installed (the machine's image provides it)")
+    done = await trio.run_process(
+        [node, "--experimental-websocket", "--no-warnings", "-e", NODE_CLIENT, url,
+         token or ""], capture_stdout=True)
+    return done.stdout.decode().strip()
+
+
+async def test_a_client_that_cannot_set_headers_sends_its_token_as_a_subprotocol(
+    tmp_path: Path,
+) -> None:
+    tokens = tmp_path / "tokens.toml"
+    tokens.write_text('[tenants.acme]\ntoken = "s3cret/acme+="\n'
+                      '[tenants.globex]\ntoken = "s3cret-globex"\n')
+    async with open_server_process(tmp_path / "data", OBJECTS, cwd=ROOT,
+                                   tokens=tokens) as server:
+        url = server.base_url.replace("http", "ws") + "/acme/ROOM/lobby/chat?user=ann"
+        assert await node_websocket(url, "s3cret/acme+=") == (
+            "message: ann (start 1) (protocol dobox)")
+        assert await node_websocket(url, None) == "refused"  # 401
+        assert await node_websocket(url, "s3cret-globex") == "refused"  # 403: another tenant
+        assert await node_websocket(url, "wrong") == "refused"
+
+
+def test_the_token_entry_never_reaches_the_object() -> None:
+    scope = {"type": "websocket", "path": "/t/ROOM/r/chat", "query_string": b"",
+             "headers": [(b"sec-websocket-protocol", b"chat, dobox, dobox.bearer.c2VjcmV0")]}
+    request = _forwarded_request(scope, "GET", "chat", b"")
+    assert request.headers["sec-websocket-protocol"] == "chat, dobox"
