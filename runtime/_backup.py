@@ -1,9 +1,11 @@
 """``dobox backup`` and ``dobox restore``: copies of every object file of a data directory.
 
 A backup reads each object file with SQLite's backup API through a read-only connection,
-so it is a consistent snapshot of that object's last commit even while a runtime or server
-is writing it (objects are consistent one by one; there is no cross-object snapshot, as
-there is no cross-object transaction). The alarm index is not copied: a data directory
+so it is a consistent snapshot of that object's last commit (objects are consistent one by
+one; there is no cross-object snapshot, as there is no cross-object transaction). A running
+runtime or server keeps serving meanwhile, but an object whose file it holds open (one with
+events in the last 10 s) cannot be read from outside it: the backup then stops with an
+error naming that object (see ``_inspect``). The alarm index is not copied: a data directory
 without one rebuilds it from the object files when a runtime first opens it.
 
 A restore copies the files back into a data directory whose objects nobody is serving:
@@ -21,7 +23,7 @@ from pathlib import Path
 from storage import ObjectLockedError
 from storage._lock import acquire_file_lock
 
-from ._inspect import InspectError
+from ._inspect import IN_USE_WAIT, InspectError, ObjectInUseError, in_use, in_use_message
 
 _OBJECT_FILE = re.compile(r"[0-9a-f]{64}\.sqlite")
 
@@ -47,7 +49,7 @@ def backup(
     for relative in object_files(data):
         target = destination / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        _copy(data / relative, target, read_only_source=True)
+        _copy(data / relative, target, from_served=True)
         count += 1
         if progress is not None:
             progress(relative)
@@ -81,7 +83,7 @@ def restore(backup_dir: Path, data: Path, *, overwrite: bool = False,
                 f"{target} is being served; stop the runtime or server before restoring"
             ) from exc
         try:
-            _copy(backup_dir / relative, target, read_only_source=True)
+            _copy(backup_dir / relative, target, from_served=False)
         finally:
             lock.release()
         count += 1
@@ -95,11 +97,20 @@ def restore(backup_dir: Path, data: Path, *, overwrite: bool = False,
     return count
 
 
-def _copy(source: Path, target: Path, *, read_only_source: bool) -> None:
-    uri = f"file:{source}?mode=ro" if read_only_source else str(source)
+def _copy(source: Path, target: Path, *, from_served: bool) -> None:
+    """Copy one object file, reading ``source`` read-only.
+
+    From a data directory that may be served (``from_served``) the copy is one ``VACUUM
+    INTO`` statement into a new file, which gives up after ``IN_USE_WAIT`` if a runtime
+    holds the source (the backup API would retry for ever). Into a data directory (a
+    restore) it is the backup API, writing into the file the caller has locked.
+    """
     try:
-        reader = sqlite3.connect(uri, uri=read_only_source, timeout=5)
+        reader = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=IN_USE_WAIT)
         try:
+            if from_served:
+                reader.execute("VACUUM INTO ?", (str(target),))
+                return
             writer = sqlite3.connect(target)
             try:
                 reader.backup(writer)
@@ -108,4 +119,7 @@ def _copy(source: Path, target: Path, *, read_only_source: bool) -> None:
         finally:
             reader.close()
     except sqlite3.Error as exc:
+        if in_use(exc):
+            raise ObjectInUseError(f"{in_use_message(source)} The copy in {target.parent} "
+                                   "is incomplete; run it again.") from exc
         raise InspectError(f"copying {source} to {target} failed: {exc}") from exc

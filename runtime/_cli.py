@@ -27,6 +27,7 @@ from ._backup import backup, object_files, restore
 from ._inspect import (
     InspectError,
     find_object,
+    in_use_message,
     kv_pairs,
     list_objects,
     read_only_sql,
@@ -218,6 +219,10 @@ def list_command(data: Path, tenant: str | None, namespace: str | None) -> None:
     """List the objects in DATA: namespace, id, name, class, schema version, size, alarm."""
     objects = _inspecting(lambda: list_objects(data, tenant=tenant, namespace=namespace))
     for info in objects:
+        if info.in_use:
+            click.echo(f"{info.namespace}\t{info.id}\t(in use by a running dobox)\t-\t-\t"
+                       f"{info.size}\t-")
+            continue
         alarm = "-" if info.alarm is None else f"{info.alarm:.3f}"
         click.echo(f"{info.namespace}\t{info.id}\t{info.name or '-'}\t"
                    f"{info.class_name or '-'}\tv{info.schema_version}\t{info.size}\t{alarm}")
@@ -231,6 +236,8 @@ def list_command(data: Path, tenant: str | None, namespace: str | None) -> None:
 def inspect(data: Path, object_id: str, tenant: str | None) -> None:
     """Show an object's metadata, KV pairs and tables (read-only)."""
     info = _inspecting(lambda: find_object(data, object_id, tenant=tenant))
+    if info.in_use:
+        raise click.ClickException(in_use_message(info.path))
     click.echo(f"object {info.namespace}/{info.id}")
     click.echo(f"  name {info.name!r}, class {info.class_name}, schema version "
                f"{info.schema_version}, {info.size} bytes, alarm {info.alarm}")
@@ -250,6 +257,8 @@ def inspect(data: Path, object_id: str, tenant: str | None) -> None:
 def sql(data: Path, object_id: str, query: str, tenant: str | None) -> None:
     """Run a read-only SQL QUERY on an object's database; rows as tab-separated lines."""
     info = _inspecting(lambda: find_object(data, object_id, tenant=tenant))
+    if info.in_use:
+        raise click.ClickException(in_use_message(info.path))
     columns, rows = _inspecting(lambda: read_only_sql(info, query))
     if columns:
         click.echo("\t".join(columns))
@@ -261,7 +270,8 @@ def sql(data: Path, object_id: str, query: str, tenant: str | None) -> None:
 @_DATA
 @click.argument("destination", type=click.Path(file_okay=False, path_type=Path))
 def backup_command(data: Path, destination: Path) -> None:
-    """Copy every object of DATA into DESTINATION, consistently even while it is served."""
+    """Copy every object of DATA into DESTINATION (each consistent; a served object must
+    have been idle for 10 s)."""
     total = len(_inspecting(lambda: list(object_files(data))))
     with click.progressbar(length=total, label="backing up", file=sys.stderr) as bar:
         count = _inspecting(lambda: backup(data, destination, progress=lambda _: bar.update(1)))

@@ -1,8 +1,13 @@
 """Reading a data directory without owning it: what ``dobox ls``, ``inspect`` and ``sql`` do.
 
 Object files are opened read-only (``mode=ro``, ``PRAGMA query_only``), without the object
-lock, so a running runtime or server keeps serving them meanwhile: WAL mode lets readers
-see the last committed state while the owner writes. Nothing here ever writes.
+lock. A runtime holds the file of a live object exclusively while its SQLite connection is
+open (its WAL index lives in the runtime's memory, not in a shared ``-shm`` file: see
+``storage._database``), so such an object cannot be read from here: it is reported as in
+use (:class:`ObjectInUseError`). A live object whose connection the runtime closed (idle
+for ``idle_connection_timeout``, 10 s by default) and an evicted one can be read; a reader
+delays the runtime's next use of the file by the length of its read. Nothing here ever
+writes.
 
 A data directory holds ``<namespace>/<id[:2]>/<id>.sqlite`` files; a server's holds one
 such tree per tenant under ``tenants/<tenant>/``.
@@ -26,6 +31,14 @@ class InspectError(Exception):
     """What the inspection commands report instead of a traceback."""
 
 
+class ObjectInUseError(InspectError):
+    """A runtime holds the object's file while it serves it."""
+
+
+IN_USE_WAIT = 1.0
+"""Seconds a read waits for a runtime to let go of an object's file."""
+
+
 @attrs.frozen
 class ObjectInfo:
     """One object file, as ``dobox ls`` shows it."""
@@ -39,6 +52,8 @@ class ObjectInfo:
     size: int
     """Bytes of the database file and its WAL."""
     path: Path
+    in_use: bool = False
+    """A runtime holds the file (the other fields but the id and size are then None)."""
 
 
 def root_of(data: Path, tenant: str | None) -> Path:
@@ -57,7 +72,7 @@ def list_objects(data: Path, *, tenant: str | None = None,
         if child.is_dir() and not child.name.startswith(".") and child.name != "tenants"
     )
     return [
-        _info(name, path)
+        _info(name, path, wait=0)  # a listing does not wait for busy objects: it says so
         for name in namespaces
         for path in sorted((root / name).glob("*/*.sqlite"))
         if _ID.fullmatch(path.stem)
@@ -79,12 +94,17 @@ def find_object(data: Path, object_id: str, *, tenant: str | None = None) -> Obj
     raise InspectError(f"no object {object_id} under {root}")
 
 
-def _info(namespace: str, path: Path) -> ObjectInfo:
-    meta: dict[object, object] = dict(_query(path, "SELECT key, value FROM _dobox_meta")[1])
+def _info(namespace: str, path: Path, *, wait: float = IN_USE_WAIT) -> ObjectInfo:
     size = path.stat().st_size
     wal = path.with_name(path.name + "-wal")
     if wal.exists():
         size += wal.stat().st_size
+    try:
+        meta: dict[object, object] = dict(
+            _query(path, "SELECT key, value FROM _dobox_meta", wait=wait)[1])
+    except ObjectInUseError:
+        return ObjectInfo(namespace=namespace, id=path.stem, name=None, class_name=None,
+                          schema_version=None, alarm=None, size=size, path=path, in_use=True)
     version, alarm = meta.get("schema_version"), meta.get("alarm")
     name, class_name = meta.get("name"), meta.get("class")
     return ObjectInfo(
@@ -133,9 +153,14 @@ def read_only_sql(info: ObjectInfo, query: str) -> tuple[list[str], list[tuple[V
     return _query(info.path, query)
 
 
-def _query(path: Path, query: str) -> tuple[list[str], list[tuple[Value, ...]]]:
+def _query(path: Path, query: str, *, wait: float = IN_USE_WAIT
+           ) -> tuple[list[str], list[tuple[Value, ...]]]:
+    """Raises:
+    ObjectInUseError: a runtime held the file for longer than ``wait`` seconds.
+    InspectError: SQLite refused the query.
+    """
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=wait)
         try:
             conn.execute("PRAGMA query_only = ON")
             cursor = conn.execute(query)
@@ -143,6 +168,23 @@ def _query(path: Path, query: str) -> tuple[list[str], list[tuple[Value, ...]]]:
             rows: list[tuple[Value, ...]] = cursor.fetchall()
         finally:
             conn.close()
+    except sqlite3.OperationalError as exc:
+        if in_use(exc):
+            raise ObjectInUseError(in_use_message(path)) from exc
+        raise InspectError(f"{path}: {exc}") from exc
     except sqlite3.Error as exc:
         raise InspectError(f"{path}: {exc}") from exc
     return columns, rows
+
+
+def in_use(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` says another connection holds the file."""
+    return getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY,
+                                                      sqlite3.SQLITE_LOCKED) or (
+        "database is locked" in str(exc))
+
+
+def in_use_message(path: Path) -> str:
+    return (f"{path.parent.parent.name}/{path.stem} is in use: a running dobox holds its "
+            "file while it serves it. It can be read once the object has had no events for "
+            "10 s (the runtime then closes its connection), or once the server stops.")

@@ -155,6 +155,12 @@ class Database:
 
     def _configure(self) -> None:
         conn = self.conn
+        # Exclusive locking before the first access in WAL mode keeps the WAL index in this
+        # process's heap instead of a memory-mapped -shm file: a -shm that cannot be written
+        # (made immutable, or on a network file system) would otherwise kill the whole
+        # process with SIGBUS, not fail this one object. The file is this connection's
+        # alone anyway (see _lock); readers from outside take the file lock first.
+        self.execute("PRAGMA locking_mode=EXCLUSIVE").fetchone()
         # Read the schema before anything can write: a file that is not a database, or
         # whose first page is damaged, fails here and is left untouched.
         self.execute("SELECT count(*) FROM sqlite_master").fetchone()

@@ -5,10 +5,12 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
+import shutil
 import socket
 import sqlite3
 import struct
 import subprocess
+import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -180,3 +182,21 @@ def reset_connection(stream: trio.SocketStream) -> None:
     """Close with a TCP reset (SO_LINGER 0): the peer sees the connection lost."""
     stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     stream.socket.close()
+
+
+@contextlib.contextmanager
+def committed_view(db_path: Path) -> Iterator[sqlite3.Connection]:
+    """What a crash right now would leave: a copy of the object file and its WAL, opened
+    (SQLite replays only the WAL's committed frames). The live file cannot be read beside
+    its owner, which holds it exclusively."""
+    with tempfile.TemporaryDirectory() as scratch:
+        copy = Path(scratch) / "copy.sqlite"
+        shutil.copyfile(db_path, copy)
+        wal = Path(f"{db_path}-wal")
+        if wal.exists():
+            shutil.copyfile(wal, f"{copy}-wal")
+        conn = sqlite3.connect(copy)
+        try:
+            yield conn
+        finally:
+            conn.close()

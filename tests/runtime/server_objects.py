@@ -108,3 +108,17 @@ class Guarded(DurableObject):
 
 
 OBJECTS["GUARDED"] = Guarded
+
+
+class Bulk(DurableObject):
+    """Writes tens of megabytes in one transaction: enough WAL to need several regions of
+    a WAL index."""
+
+    async def write(self, rows: int) -> int:
+        self.ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS bulk(x)")
+        for _ in range(rows):
+            self.ctx.storage.sql.exec("INSERT INTO bulk VALUES (?)", "x" * 4000)
+        return int(self.ctx.storage.sql.exec("SELECT count(*) AS n FROM bulk").one()["n"])
+
+
+OBJECTS["BULK"] = Bulk

@@ -95,29 +95,65 @@ def test_a_missing_data_directory_is_refused(tmp_path: Path) -> None:
     assert "does not exist" in output
 
 
-async def test_inspecting_while_a_runtime_serves(tmp_path: Path) -> None:
-    async with open_runtime(tmp_path, objects={"COUNTER": Counter}) as rt:
+async def test_an_object_in_use_is_reported_and_readable_once_its_connection_closes(
+    tmp_path: Path,
+) -> None:
+    """A runtime holds a live object's file while its connection is open: the tools say so
+    (without waiting long, and the runtime goes on); once the runtime lets the idle
+    connection go, the object is readable though still live."""
+    async with open_runtime(tmp_path, objects={"COUNTER": Counter},
+                            idle_connection_timeout=None) as rt:
         counter = rt.namespace("COUNTER").get_by_name("live")
         await counter.increment(9)
+        for command in (["inspect", str(tmp_path), str(counter.id)],
+                        ["sql", str(tmp_path), str(counter.id), "SELECT count(*) FROM _dobox_kv"]):
+            code, output = await trio.to_thread.run_sync(lambda c=command: invoke(*c))
+            assert code == 1
+            assert "COUNTER/" + str(counter.id) + " is in use: a running dobox holds" in output
+        code, output = await trio.to_thread.run_sync(lambda: invoke("ls", str(tmp_path)))
+        assert code == 0
+        assert f"{counter.id}\t(in use by a running dobox)" in output
+        assert await counter.increment() == 10  # the runtime went on serving
+    async with open_runtime(tmp_path, objects={"COUNTER": Counter},
+                            idle_connection_timeout=0.05) as rt:
+        counter = rt.namespace("COUNTER").get_by_name("live")
+        assert await counter.value() == 10
+        with trio.fail_after(10):
+            while rt.statistics().open_connections:  # noqa: ASYNC110  # the runtime's own timer
+                await trio.sleep(0.05)
         code, output = await trio.to_thread.run_sync(
             lambda: invoke("inspect", str(tmp_path), str(counter.id)))
         assert code == 0, output
-        assert "'n': 9" in output
-        assert await counter.increment() == 10  # the runtime went on serving
+        assert "'n': 10" in output
+        assert await counter.increment() == 11  # reconnected after the reader let go
 
 
 async def test_backup_while_serving_and_restore(tmp_path: Path) -> None:
+    """A backup of a served directory copies each idle object consistently; an object in
+    use stops it with a clear error at once (not a wait without end)."""
     data, copy, restored = tmp_path / "data", tmp_path / "copy", tmp_path / "restored"
-    async with open_runtime(data, objects={"COUNTER": Counter}) as rt:
+    async with open_runtime(data, objects={"COUNTER": Counter},
+                            idle_connection_timeout=0.05) as rt:
         namespace = rt.namespace("COUNTER")
         for name in ("a", "b", "c"):
             await namespace.get_by_name(name).increment(len(name) + 1)
         await namespace.get_by_name("a").increment()  # a: 3
+        with trio.fail_after(10):
+            while rt.statistics().open_connections:  # noqa: ASYNC110  # the runtime's own timer
+                await trio.sleep(0.05)
         code, output = await trio.to_thread.run_sync(lambda: invoke("backup", str(data),
                                                                     str(copy)))
         assert code == 0, output
         assert "backed up 3 objects" in output
         assert await namespace.get_by_name("a").increment() == 4  # served throughout
+    async with open_runtime(data, objects={"COUNTER": Counter},
+                            idle_connection_timeout=None) as rt:
+        assert await rt.namespace("COUNTER").get_by_name("b").value() == 2  # b: in use
+        code, output = await trio.to_thread.run_sync(
+            lambda: invoke("backup", str(data), str(tmp_path / "busy")))
+        assert code == 1
+        assert "is in use: a running dobox holds its file" in output
+        assert "is incomplete; run it again" in output
     code, output = invoke("backup", str(data), str(copy))
     assert code == 1
     assert "is not empty" in output

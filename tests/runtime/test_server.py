@@ -12,7 +12,7 @@ import trio
 
 from actors._ids import id_from_name, namespace_key
 from harness import ServerProcess, open_server_process
-from tests.helpers import damage_table
+from tests.helpers import damage_table, immutable
 
 ROOT = Path(__file__).parent.parent.parent
 OBJECTS = "tests.runtime.server_objects:OBJECTS"
@@ -198,6 +198,34 @@ async def test_a_damaged_file_is_a_permanent_fault_named_without_paths(
         assert "could not be committed" not in answer.text
     assert path.read_bytes() == damaged  # left as it was
     assert (await rpc(server, "/default/COUNTER/healthy/rpc/value")).json() == {"result": 1}
+
+
+async def test_one_objects_unwritable_files_fail_it_alone(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """Made immutable under a running server, an object's files fail that object's writes
+    with an I/O error; they cannot take the process down (SQLite's WAL index is kept in
+    memory: with a memory-mapped -shm that cannot grow, this was a SIGBUS for the whole
+    server), and the object recovers once its files are writable again."""
+    bulk = "/default/BULK/b/rpc/write"
+    assert (await rpc(server, bulk, {"args": [10]})).json() == {"result": 10}
+    (db,) = (tmp_path / "tenants/default/BULK").glob("*/*.sqlite")
+    shm, wal = Path(f"{db}-shm"), Path(f"{db}-wal")
+    assert not shm.exists()  # the WAL index lives in the server's memory
+    shm.touch()  # a stale one, left by an older server: never mapped, never in the way
+    with immutable(shm):
+        answer = await rpc(server, bulk, {"args": [12_000]})  # ~48 MB: a large WAL index
+        assert answer.json() == {"result": 12_010}, answer.text
+        with immutable(wal):
+            answer = await rpc(server, bulk, {"args": [12_000]})
+            assert answer.status_code == 503, answer.text
+            error = answer.json()["error"]
+            assert (error["type"], error["reset"], error["retryable"]) == (
+                "StorageIOError", True, True)
+            assert (await rpc(server, "/default/COUNTER/a/rpc/increment")).json() == {
+                "result": 1}  # the neighbours never noticed
+    assert server.running
+    assert (await rpc(server, bulk, {"args": [1]})).json() == {"result": 12_011}
 
 
 def server_id(binding: str, name: str, tenant: str = "default") -> str:

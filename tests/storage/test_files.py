@@ -59,21 +59,25 @@ def test_a_second_open_in_this_process_is_refused(db_path: Path) -> None:
     open_storage(db_path).close()
 
 
-def test_a_writer_that_ignored_the_lock_is_a_clear_error(db_path: Path) -> None:
-    """SQLite's own lock, held by a process that bypassed the flock, gives ObjectLockedError
-    after a short wait instead of stalling the caller."""
+def test_a_process_that_ignored_the_lock_can_neither_read_nor_write(db_path: Path) -> None:
+    """A connection that bypassed the flock meets SQLite's exclusive lock, held by the
+    storage for as long as it is open (its WAL index lives in its own memory, not in a
+    -shm file others could map), and the storage goes on unharmed."""
     with open_storage(db_path) as storage:
-        rogue = sqlite3.connect(db_path, isolation_level=None)
-        rogue.execute("BEGIN IMMEDIATE")
+        storage.kv.put("a", 1)
+        storage.commit()
+        rogue = sqlite3.connect(db_path, isolation_level=None, timeout=0)
         try:
-            with pytest.raises(ObjectLockedError, match="is busy"):
-                storage.kv.put("a", 1)
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                rogue.execute("BEGIN IMMEDIATE")
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                rogue.execute("SELECT count(*) FROM sqlite_master").fetchone()
         finally:
-            rogue.execute("ROLLBACK")
             rogue.close()
         storage.kv.put("b", 2)
         storage.commit()
-        assert storage.kv.list() == {"b": 2}
+        assert storage.kv.list() == {"a": 1, "b": 2}
+    assert not Path(f"{db_path}-shm").exists()  # the WAL index was never in a file
 
 
 def test_a_directory_is_a_clear_error(tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ and the alarm record."""
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -22,11 +21,12 @@ from storage import (
     TransactionError,
     open_storage,
 )
+from tests.helpers import committed_view
 
 
 def committed_keys(path: Path) -> list[str]:
-    """What another connection sees: only committed data."""
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as reader:
+    """What a crash now would leave: only committed data."""
+    with committed_view(path) as reader:
         return [bytes(k).decode() for (k,) in reader.execute("SELECT key FROM _dobox_kv")]
 
 
