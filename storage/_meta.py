@@ -62,7 +62,7 @@ def ensure_engine_tables(db: Database) -> None:
         stored_format = read_meta(db).get("format")
         if isinstance(stored_format, int) and stored_format > ENGINE_FORMAT:
             raise StorageError(
-                f"{db.path} was written by a newer dobox (engine format {stored_format}; this "
+                f"{db.label} was written by a newer dobox (engine format {stored_format}; this "
                 f"one reads format {ENGINE_FORMAT}). Upgrade dobox to open it."
             )
         return

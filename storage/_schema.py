@@ -85,7 +85,7 @@ def apply_schema_policy(
         return SchemaOutcome.RECORDED
     if type(stored) is not int:
         raise CodecError(
-            f"{db.path} is damaged: its schema version is recorded as {stored!r:.80}"
+            f"{db.label} is damaged: its schema version is recorded as {stored!r:.80}"
         )
     if stored == declared:
         return SchemaOutcome.UNCHANGED
@@ -137,7 +137,7 @@ def _describe(db: Database, recorded: Mapping[str, object]) -> str:
         return f"object {name!r} of {cls}"
     if name is not None:
         return f"object {name!r}"
-    return f"object database {db.path}"
+    return db.label if db.label != db.path else f"object database {db.path}"
 
 
 def _mismatch_message(who: str, stored: int, declared: int, policy: str) -> str:
@@ -171,7 +171,7 @@ def _backup(db: Database, stored: int, backup_dir: str | os.PathLike[str] | None
             copy.close()
     except (OSError, sqlite3.Error) as exc:
         raise StorageError(
-            f"could not back up {db.path} to {target} before migrating: {exc}; nothing was "
+            f"could not back up {db.label} before migrating: {exc}; nothing was "
             "migrated"
         ) from exc
     return target

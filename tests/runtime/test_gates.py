@@ -10,7 +10,7 @@ import trio.testing
 
 from actors import DurableObject, ObjectResetError
 from runtime import open_runtime
-from tests.helpers import Counter
+from tests.helpers import Counter, committed_view
 
 
 async def test_a_thousand_concurrent_increments_count_exactly(tmp_path: Path) -> None:
@@ -194,7 +194,11 @@ async def test_a_failed_commit_fails_the_call_and_resets(tmp_path: Path) -> None
                 "CREATE TABLE IF NOT EXISTS account (id INTEGER PRIMARY KEY);"
                 "CREATE TABLE IF NOT EXISTS entry (account INTEGER REFERENCES account(id))"
             )
-            self.started = True
+            self.calls = 0  # in memory only: a reset starts a new instance from zero
+
+        async def count_call(self) -> int:
+            self.calls += 1
+            return self.calls
 
         async def bad_entry(self) -> str:
             self.ctx.storage.sql.exec("PRAGMA defer_foreign_keys = ON")
@@ -206,31 +210,35 @@ async def test_a_failed_commit_fails_the_call_and_resets(tmp_path: Path) -> None
 
     async with open_runtime(tmp_path, objects={"L": Ledger}) as rt:
         ledger = rt.namespace("L").get_by_name("l")
+        assert [await ledger.count_call() for _ in range(3)] == [1, 2, 3]
         with pytest.raises(ObjectResetError, match="could not be committed") as info:
             await ledger.bad_entry()
         assert (info.value.reset, info.value.retryable) == (True, True)
         assert await ledger.entries() == 0
+        # The instance that saw the lost writes is gone: a new one starts from storage.
+        assert await ledger.count_call() == 1
         assert rt.statistics().resets == 1
 
 
 async def test_writes_then_outbound_call_are_durable_first(tmp_path: Path) -> None:
-    """Nothing leaves an object before its writes are durable: B reads A's committed file."""
+    """Nothing leaves an object before its writes are durable: when B gets A's call, what a
+    crash would leave of A's file already holds A's write."""
 
     class A(DurableObject):
-        async def write_then_tell(self) -> int:
+        async def write_then_tell(self, my_file: str) -> int:
             await self.ctx.storage.put("x", 1)
-            return await self.env.B.get_by_name("b").commits_so_far()  # type: ignore[no-any-return]
+            return await self.env.B.get_by_name("b").rows_on_disk(my_file)  # type: ignore[no-any-return]
 
     class B(DurableObject):
-        async def commits_so_far(self) -> int:
-            return 0
+        async def rows_on_disk(self, path: str) -> int:
+            with committed_view(Path(path)) as view:
+                (rows,) = view.execute("SELECT count(*) FROM _dobox_kv").fetchone()
+            return int(rows)
 
     async with open_runtime(tmp_path, objects={"A": A, "B": B}) as rt:
-        commits_before = rt.statistics().commits
-        await rt.namespace("A").get_by_name("a").write_then_tell()
-        # A committed before its call left (the output gate), then answered with nothing
-        # new to commit.
-        assert rt.statistics().commits == commits_before + 1
+        a = rt.namespace("A").get_by_name("a")
+        path = tmp_path / "A" / a.id.hex[:2] / f"{a.id.hex}.sqlite"
+        assert await a.write_then_tell(str(path)) == 1
 
 
 class Recorder(DurableObject):

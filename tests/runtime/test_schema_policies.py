@@ -122,6 +122,22 @@ class CacheV1(DurableObject):
         notes = await self.ctx.storage.get("notes", [])
         await self.ctx.storage.put("notes", [*notes, text])
 
+    async def keep_local(self) -> None:
+        """State that sync() does not write: a clear must drop it all."""
+        await self.ctx.storage.put("local", "kept only here")
+        self.ctx.storage.sql.exec("CREATE TABLE drafts (text)")
+        self.ctx.storage.sql.exec("INSERT INTO drafts VALUES ('draft')")
+        await self.ctx.storage.set_alarm(self.ctx.now() + 3600)
+
+    async def local_state(self) -> list[object]:
+        tables = self.ctx.storage.sql.exec(
+            "SELECT name FROM sqlite_master WHERE name = 'drafts'").to_list()
+        return [await self.ctx.storage.get("local"), tables,
+                await self.ctx.storage.get_alarm()]
+
+    async def alarm(self, info: object) -> None:
+        pass
+
 
 class CacheV2(CacheV1):
     schema_version = 2
@@ -131,11 +147,14 @@ async def test_sync_present_clears_and_resyncs(tmp_path: Path) -> None:
     Upstream.syncs = 0
     async with open_runtime(tmp_path, objects={"CACHE": CacheV1}, **FAST) as rt:
         await rt.namespace("CACHE").get_by_name("c").add("local only")
+        await rt.namespace("CACHE").get_by_name("c").keep_local()
     assert Upstream.syncs == 0  # a first start is not a mismatch
     async with open_runtime(tmp_path, objects={"CACHE": CacheV2}, **FAST) as rt:
         stub = rt.namespace("CACHE").get_by_name("c")
         # All queued while the reset runs: none sees a half-reset state.
         assert await concurrent_outcomes(5, stub.notes) == [["from upstream"]] * 5
+        # Everything sync() does not write is gone: KV, tables and the alarm.
+        assert await stub.local_state() == [None, [], None]
     assert Upstream.syncs == 1
 
 
