@@ -212,9 +212,12 @@ async def test_an_object_without_alarm_handler_drops_its_alarm(
     assert "without a handler" in caplog.text
 
 
-async def test_ten_thousand_alarms_at_one_instant_fire_exactly_once(
+async def test_an_alarm_storm_twenty_times_the_live_limit_fires_each_once(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
+    """2,000 alarms at one instant with at most 100 objects live: every one fires, once.
+    (10,000 with a limit of 500 proved no more and took 45 s of the suite: nearly all of
+    it creating the files.)"""
     class Tally(DurableObject):
         fired: ClassVar[dict[str, int]] = {}
 
@@ -226,9 +229,9 @@ async def test_ten_thousand_alarms_at_one_instant_fire_exactly_once(
             assert name is not None
             Tally.fired[name] = Tally.fired.get(name, 0) + 1
 
-    count = 10_000
+    count = 2_000
     async with open_runtime(tmp_path, objects={"T": Tally}, durability="off",
-                            max_live_objects=500, alarm_retry_jitter=0) as rt:
+                            max_live_objects=100, alarm_retry_jitter=0) as rt:
         namespace = rt.namespace("T")
         at = rt.now() + 3600
         for i in range(count):
