@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 import httpx
+import trio
 
 from actors import DurableObject
 from runtime import WebSocket, WebSocketPair, WebSocketRequestResponsePair
@@ -122,3 +125,21 @@ class Bulk(DurableObject):
 
 
 OBJECTS["BULK"] = Bulk
+
+
+class Holder(DurableObject):
+    """A call that runs until the test releases it (a file appears), with a write that
+    queues behind it: in-flight work at a known moment, without a race against a timer."""
+
+    async def hold_until(self, path: str) -> str:
+        while not os.path.exists(path):  # noqa: ASYNC110, ASYNC240  # released by the test
+            await trio.sleep(0.01)
+        return "released"
+
+    async def increment(self, by: int) -> int:
+        n: int = await self.ctx.storage.get("n", 0) + by
+        await self.ctx.storage.put("n", n)
+        return n
+
+
+OBJECTS["HOLDER"] = Holder

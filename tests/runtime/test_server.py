@@ -292,28 +292,46 @@ async def test_metrics_in_prometheus_text_format(server: ServerProcess) -> None:
     assert 'dobox_commit_seconds_count{tenant="default"} 3.0' in text
 
 
-async def test_sigterm_lets_in_flight_requests_finish(server: ServerProcess) -> None:
-    """SIGTERM while a call is running and a write waits behind it: both are answered,
-    the write is durable, and the server exits 0; nothing new is admitted meanwhile."""
+async def test_sigterm_lets_in_flight_requests_finish(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """SIGTERM while a call is running and a write waits behind it: the server stops
+    listening, both are answered, the write is durable, and the server exits 0."""
     answers: dict[str, httpx.Response] = {}
+    release = tmp_path / "release"
+    exit_codes: list[int] = []
 
     async def call(label: str, path: str, body: object) -> None:
-        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as client:
             answers[label] = await client.post(path, json=body)
 
+    async def terminate() -> None:
+        exit_codes.append(await server.terminate())
+
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(call, "slow", "/default/COUNTER/a/rpc/sleep", {"args": [1.5]})
-        nursery.start_soon(call, "write", "/default/COUNTER/a/rpc/increment", {"args": [5]})
-        with trio.fail_after(20):  # until the server holds both (its state, not a timer)
-            async with httpx.AsyncClient(base_url=server.base_url) as probe:
+        nursery.start_soon(call, "slow", "/default/HOLDER/h/rpc/hold_until",
+                           {"args": [str(release)]})
+        nursery.start_soon(call, "write", "/default/HOLDER/h/rpc/increment", {"args": [5]})
+        async with httpx.AsyncClient(base_url=server.base_url) as probe:
+            with trio.fail_after(30):  # until the server holds both (its state, not a timer)
                 while 'dobox_queued_events{tenant="default"} 2.0' not in (  # noqa: ASYNC110
                         await probe.get("/metrics")).text:
                     await trio.sleep(0.01)
-        assert await server.terminate() == 0
-    assert answers["slow"].status_code == 200
+            nursery.start_soon(terminate)
+            with trio.fail_after(30):  # until it stopped listening: it is shutting down
+                while True:
+                    try:
+                        await probe.get("/healthz")
+                    except httpx.TransportError:
+                        break
+                    await trio.sleep(0.01)
+        release.touch()  # the running call may finish now
+    assert exit_codes == [0]
+    assert answers["slow"].json() == {"result": "released"}
     assert answers["write"].json() == {"result": 5}
     await server.restart()
-    assert (await rpc(server, "/default/COUNTER/a/rpc/value")).json() == {"result": 5}
+    assert (await rpc(server, "/default/HOLDER/h/rpc/increment", {"args": [0]})).json() == {
+        "result": 5}
 
 
 async def test_timeouts_overload_and_resets_answer_with_their_statuses(tmp_path: Path) -> None:
