@@ -36,10 +36,13 @@ class ServerProcess:
     def __init__(
         self, data_dir: Path, objects: str, *, cwd: Path | None, tokens: Path | None = None,
         options: Sequence[str] = (), log: Path | None = None,
+        max_open_files: int | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.log = log
         """Where the server's output goes (appended), when given."""
+        self.max_open_files = max_open_files
+        """The server's limit of open files (soft and hard: ``ulimit -n``), when given."""
         self.options = list(options)
         """More ``dobox serve`` options, such as ``["--idle-timeout", "1"]``."""
         self.objects = objects
@@ -77,6 +80,9 @@ class ServerProcess:
         if self.tokens is not None:
             command += ["--tokens", str(self.tokens)]
         command += self.options
+        limit = self.max_open_files
+        if limit is not None:  # through prlimit(1): no preexec_fn in a threaded parent
+            command = ["prlimit", f"--nofile={limit}:{limit}", "--", *command]
         if self.log is None:
             process = await trio.lowlevel.open_process(
                 command, cwd=self.cwd, env=environment, stdin=subprocess.DEVNULL)
@@ -161,15 +167,18 @@ async def open_server_process(
     tokens: str | os.PathLike[str] | None = None,
     options: Sequence[str] = (),
     log: str | os.PathLike[str] | None = None,
+    max_open_files: int | None = None,
 ) -> AsyncIterator[ServerProcess]:
     """Start ``dobox serve`` over ``data_dir`` hosting ``objects`` (``module:NAME``,
     importable from ``cwd``; with ``tokens``, a tokens file as for ``--tokens``, and then
     ``call`` cannot be used, being tokenless: use ``base_url``; ``options``, more
-    ``dobox serve`` options; ``log``, a file the server's output is appended to); on exit it
-    is terminated gracefully (or reaped, if killed)."""
+    ``dobox serve`` options; ``log``, a file the server's output is appended to;
+    ``max_open_files``, its ``ulimit -n``); on exit it is terminated gracefully (or reaped,
+    if killed)."""
     server = ServerProcess(Path(data_dir), objects, cwd=None if cwd is None else Path(cwd),
                            tokens=None if tokens is None else Path(tokens), options=options,
-                           log=None if log is None else Path(log))
+                           log=None if log is None else Path(log),
+                           max_open_files=max_open_files)
     await server.start()
     try:
         yield server

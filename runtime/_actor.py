@@ -113,6 +113,8 @@ class Actor:
         self._stop_requested = False
         self._held_calls: list[Callable[[], None]] = []
         """Calls made by this object while it had uncommitted writes: sent after the commit."""
+        self._holds_descriptors = False
+        """Room for its file is taken from the process's descriptor budget."""
 
     def __repr__(self) -> str:
         return f"<Actor {self.label} {self.state}>"
@@ -184,6 +186,9 @@ class Actor:
                         await trio.to_thread.run_sync(self.storage.close)
                 else:
                     self.storage.close()
+            if self._holds_descriptors:
+                self._holds_descriptors = False
+                self.router.descriptors.release()
             if self._lease is not None:
                 self.router.coordinator.release(self._lease)
             if self.state != "dead":
@@ -199,6 +204,12 @@ class Actor:
         if previous is not None:
             await previous.wait()
         await self.router.wait_for_closing_room()
+        try:
+            await self.router.descriptors.acquire(f"{self.router.id_scope}{self.label}")
+        except OverloadedError as exc:
+            self._die_activating(exc)
+            return False
+        self._holds_descriptors = True
         self._lease = await self.router.coordinator.acquire(self.key)
         try:
             storage = open_storage(

@@ -24,6 +24,7 @@ from storage import ForbiddenSqlError
 
 from ._asgi import DoboxApp
 from ._backup import backup, object_files, restore
+from ._descriptors import raise_open_file_limit
 from ._inspect import (
     InspectError,
     find_object,
@@ -158,6 +159,7 @@ def serve(objects_spec: str, data: Path, host: str, port: int, tokens: Path | No
     app = DoboxApp(data, objects, tokens=tenant_tokens, request_timeout=request_timeout,
                    runtime_options={"durability": durability, "idle_timeout": idle_timeout,
                                     "max_queued_per_object": max_queued})
+    raise_open_file_limit()  # the common soft limit, 1,024, allows a few hundred objects
     config = uvicorn.Config(app, host=host, port=port, loop="uvloop", http="httptools",
                             lifespan="on", log_level="warning",
                             ws_max_size=MAX_MESSAGE_SIZE)  # larger ones are refused (1009)

@@ -23,6 +23,7 @@ from storage import Durability
 from ._actor import Actor
 from ._alarms import AlarmScheduler
 from ._coordinator import Coordinator
+from ._descriptors import DescriptorBudget, process_budget
 from ._event import Event
 from ._memory import can_release_memory, release_freed_memory
 from ._sockets import SocketRegistry
@@ -80,8 +81,12 @@ class Router:
         event_timeout: float | None,
         max_websockets_per_object: int = 32_768,
         id_scope: str = "",
+        descriptors: DescriptorBudget | None = None,
     ) -> None:
         self.nursery = nursery
+        self.descriptors = descriptors or process_budget()
+        """Room for open object files, shared by the process's runtimes (see _descriptors)."""
+        self.descriptors.register(self)
         self.id_scope = id_scope
         """Mixed into every namespace's id key: the server gives each tenant its own, so the
         same name in two tenants is two different ids."""
@@ -173,6 +178,12 @@ class Router:
             actor, _ = self.idle_order.popitem(last=False)
             log.debug("evicting %s (least recently used)", actor.label)
             self._evict(actor)
+
+    def evict_least_recently_used(self) -> None:
+        """Evict the idle object idle the longest (the descriptor budget needs room)."""
+        actor, _ = self.idle_order.popitem(last=False)
+        log.debug("evicting %s (open files are scarce)", actor.label)
+        self._evict(actor)
 
     def _evict(self, actor: Actor) -> None:
         self.evictions += 1
@@ -275,6 +286,7 @@ class Router:
         if self.closing.get(actor.key) is actor.closed:
             del self.closing[actor.key]
         self.sockets.forget_if_unused(actor.key)
+        self.descriptors.wake()
         self.memory_freed()
         if len(self.closing) < MAX_CLOSING:
             self._closing_room.unpark()

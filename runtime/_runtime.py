@@ -29,6 +29,7 @@ from storage import Durability, StorageError
 
 from ._alarms import AlarmIndex, AlarmScheduler
 from ._coordinator import Coordinator, SingleProcessCoordinator
+from ._descriptors import process_budget
 from ._namespace import Namespace
 from ._router import Router
 
@@ -161,9 +162,15 @@ async def open_runtime(
                    max_queued_per_object, event_timeout, shutdown_grace, durability,
                    max_concurrent_alarms, alarm_retry_jitter, max_websockets_per_object)
     root = _data_directory(data_dir)
-    index = AlarmIndex.open(
-        root, objects, synchronous="FULL" if durability == "full" else "NORMAL"
-    )
+    descriptors = process_budget()
+    await descriptors.acquire(f"the alarm index of {root}")  # its files count too
+    try:
+        index = AlarmIndex.open(
+            root, objects, synchronous="FULL" if durability == "full" else "NORMAL"
+        )
+    except BaseException:
+        descriptors.release()
+        raise
     body_error: BaseException | None = None
     try:
         async with trio.open_nursery() as nursery:
@@ -180,6 +187,7 @@ async def open_runtime(
                 event_timeout=event_timeout,
                 max_websockets_per_object=max_websockets_per_object,
                 id_scope=id_scope,
+                descriptors=descriptors,
             )
             runtime = Runtime(router, objects)
             router.env.update(env or {})
@@ -204,6 +212,7 @@ async def open_runtime(
                 nursery.cancel_scope.cancel()
     finally:
         index.close()
+        descriptors.release()
     if body_error is not None:
         raise body_error
 

@@ -10,8 +10,10 @@ after SQLite has closed its own.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import resource
 import threading
 
 import attrs
@@ -58,6 +60,12 @@ def acquire_file_lock(path: str, label: str | None = None) -> FileLock:
         try:
             fd = os.open(real, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
+            if exc.errno == errno.EMFILE:
+                soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+                raise StorageError(
+                    f"cannot open {label}: this process has all the files open that its limit "
+                    f"allows ({soft:,}: ulimit -n); raise the limit, or keep fewer objects "
+                    "live") from exc
             raise StorageError(f"cannot open {label}: {exc.strerror}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -362,3 +362,42 @@ async def test_timeouts_overload_and_resets_answer_with_their_statuses(tmp_path:
         error = reset.json()["error"]
         assert (error["type"], error["reset"], error["retryable"]) == (
             "ObjectResetError", True, True)
+
+
+async def test_a_low_open_file_limit_costs_idle_objects_not_requests(tmp_path: Path) -> None:
+    """Under ulimit -n 128 (soft and hard), hundreds of objects are served one after the
+    other (idle ones are evicted to make room); when every open object is busy, a new one
+    is refused at once with 503 overloaded naming the limit, and nothing fails otherwise."""
+    release = tmp_path / "release"
+    async with open_server_process(tmp_path / "data", OBJECTS, cwd=ROOT,
+                                   max_open_files=128) as server:
+        async with httpx.AsyncClient(base_url=server.base_url) as client:
+            for i in range(200):
+                answer = await client.post(f"/default/COUNTER/o{i}/rpc/increment",
+                                           json={"args": []})
+                assert answer.json() == {"result": 1}, answer.text
+        answers: list[httpx.Response] = []
+
+        async def hold(i: int) -> None:
+            async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as client:
+                answers.append(await client.post(f"/default/HOLDER/h{i}/rpc/hold_until",
+                                                 json={"args": [str(release)]}))
+
+        async with trio.open_nursery() as nursery:
+            for i in range(30):  # more busy objects than 128 descriptors can hold open
+                nursery.start_soon(hold, i)
+            with trio.fail_after(30):
+                while not answers:  # noqa: ASYNC110  # the refusals come first, at once
+                    await trio.sleep(0.01)
+            release.touch()  # the held calls may finish
+        refused = [a for a in answers if a.status_code == 503]
+        assert refused, [a.text for a in answers]
+        assert {a.status_code for a in answers} == {200, 503}
+        for answer in refused:
+            error = answer.json()["error"]
+            assert error["overloaded"] is True
+            assert "this process's limit of 128 open files allows (ulimit -n)" in error["message"]
+            assert answer.headers["retry-after"] == "1"
+        async with httpx.AsyncClient(base_url=server.base_url) as client:
+            assert (await client.post("/default/COUNTER/o0/rpc/value", json={})).json() == {
+                "result": 1}
