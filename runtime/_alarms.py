@@ -226,6 +226,10 @@ class AlarmScheduler:
             self._index.put(key, binding, object_hex, at)
             self._set(key, _Due(at, binding, object_hex))
 
+    def next_due(self) -> float | None:
+        """The earliest pending alarm (epoch seconds), or None."""
+        return min((due.at for due in self._pending.values()), default=None)
+
     def _set(self, key: str, due: _Due) -> None:
         self._pending[key] = due
         trio_at = self._router.trio_time_of(due.at)

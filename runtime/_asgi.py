@@ -30,7 +30,7 @@ import json
 import math
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from contextlib import AsyncExitStack
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from pathlib import Path
 from typing import TypeAlias
 
@@ -57,6 +57,7 @@ from ._live_socket import open_live_socket
 from ._metrics import ServerMetrics
 from ._names import TENANT
 from ._runtime import Runtime, open_runtime
+from ._tenants import Tenants
 from ._websocket import WebSocket
 from ._websocket_bridge import bridge_websocket
 
@@ -95,6 +96,7 @@ class DoboxApp:
         max_body: int = 1 << 20,
         request_timeout: float = 30.0,
         runtime_options: Mapping[str, object] | None = None,
+        tenant_idle_timeout: float | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.objects = dict(objects)
@@ -106,9 +108,13 @@ class DoboxApp:
         self._portal: TrioPortal | None = None
         self._trio_nursery: trio.Nursery | None = None
         """Set when the app runs inside trio itself (hypercorn's trio worker): no bridge."""
-        self._runtimes: dict[str, Runtime] = {}
-        self._starting: dict[str, trio.Event] = {}
-        self.metrics = ServerMetrics(lambda: self._runtimes)
+        idle_timeout = self.runtime_options.get("idle_timeout", 70.0)
+        self.tenants = Tenants(
+            self._open_tenant,
+            idle_timeout=tenant_idle_timeout if tenant_idle_timeout is not None
+            else float(idle_timeout),  # type: ignore[arg-type]  # checked by open_runtime
+            nursery=self._nursery)
+        self.metrics = ServerMetrics(lambda: self.tenants.open)
 
     # -- ASGI -------------------------------------------------------------------------------
 
@@ -278,26 +284,11 @@ class DoboxApp:
             raise _http_error(exc) from exc
 
     async def _runtime(self, tenant: str) -> Runtime:
-        runtime = self._runtimes.get(tenant)
-        if runtime is not None:
-            return runtime
-        starting = self._starting.get(tenant)
-        if starting is None:
-            self._starting[tenant] = starting = trio.Event()
-            await self._nursery().start(self._serve_tenant, tenant)
-            starting.set()
-        else:
-            await starting.wait()
-        return self._runtimes[tenant]
+        return await self.tenants.runtime(tenant)
 
-    async def _serve_tenant(
-        self, tenant: str, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        async with open_runtime(self.data_dir / "tenants" / tenant, self.objects,
-                                id_scope=f"{tenant}/", **self.runtime_options) as runtime:  # type: ignore[arg-type]  # checked by open_runtime
-            self._runtimes[tenant] = runtime
-            task_status.started()
-            await trio.sleep_forever()
+    def _open_tenant(self, tenant: str) -> AbstractAsyncContextManager[Runtime]:
+        return open_runtime(self.data_dir / "tenants" / tenant, self.objects,
+                            id_scope=f"{tenant}/", **self.runtime_options)  # type: ignore[arg-type]  # checked by open_runtime
 
     async def _rpc(self, tenant: str, binding: str, name: str, method: str,
                    args: list[object], kwargs: dict[str, object]) -> object:

@@ -44,6 +44,8 @@ class _RuntimeCollector(Collector):
 
     def _metrics(self) -> Iterator[Metric]:
         stats = {tenant: runtime.statistics() for tenant, runtime in self._runtimes().items()}
+        yield GaugeMetricFamily("dobox_tenants_open", "Tenants whose runtime is open (a "
+                                "tenant with nothing live is closed)", value=len(stats))
         gauges = (("dobox_live_objects", "Live objects", "live_objects"),
                   ("dobox_queued_events", "Events admitted and not yet answered",
                    "queued_events"),

@@ -94,6 +94,22 @@ class Runtime:
         """The runtime's wall clock (epoch seconds, advancing with trio's clock)."""
         return self._router.now()
 
+    @property
+    def idle(self) -> bool:
+        """Nothing live: no object activated or closing, no WebSocket open, no alarm
+        running. Closing the runtime now loses nothing but warm caches."""
+        router = self._router
+        return not (router.live or router.closing or router.sockets.open_count)
+
+    def next_alarm(self) -> float | None:
+        """When the earliest pending alarm of its objects is due (epoch seconds), or None."""
+        alarms = self._router.alarms
+        return None if alarms is None else alarms.next_due()
+
+    def trio_time_of(self, epoch: float) -> float:
+        """The trio clock's reading when the runtime's wall clock shows ``epoch``."""
+        return self._router.trio_time_of(epoch)
+
     def statistics(self) -> RuntimeStatistics:
         router = self._router
         return RuntimeStatistics(

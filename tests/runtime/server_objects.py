@@ -143,3 +143,19 @@ class Holder(DurableObject):
 
 
 OBJECTS["HOLDER"] = Holder
+
+
+class Reminder(DurableObject):
+    """An alarm, to see it fire while its tenant is closed."""
+
+    async def remind_in(self, seconds: float) -> None:
+        await self.ctx.storage.set_alarm(self.ctx.now() + seconds)
+
+    async def alarm(self, info: object) -> None:
+        await self.ctx.storage.put("fired", await self.ctx.storage.get("fired", 0) + 1)
+
+    async def fired(self) -> int:
+        return int(await self.ctx.storage.get("fired", 0))
+
+
+OBJECTS["REMINDER"] = Reminder

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -308,23 +309,27 @@ async def test_sigterm_lets_in_flight_requests_finish(
     async def terminate() -> None:
         exit_codes.append(await server.terminate())
 
-    async with trio.open_nursery() as nursery:
+    async def held(probe: httpx.AsyncClient, count: int) -> None:
+        with trio.fail_after(30):  # until the server holds them (its state, not a timer)
+            while f'dobox_queued_events{{tenant="default"}} {count}.0' not in (  # noqa: ASYNC110
+                    await probe.get("/metrics")).text:
+                await trio.sleep(0.01)
+
+    async with trio.open_nursery() as nursery, \
+            httpx.AsyncClient(base_url=server.base_url) as probe:
         nursery.start_soon(call, "slow", "/default/HOLDER/h/rpc/hold_until",
                            {"args": [str(release)]})
+        await held(probe, 1)  # the running call first: the write must queue behind it
         nursery.start_soon(call, "write", "/default/HOLDER/h/rpc/increment", {"args": [5]})
-        async with httpx.AsyncClient(base_url=server.base_url) as probe:
-            with trio.fail_after(30):  # until the server holds both (its state, not a timer)
-                while 'dobox_queued_events{tenant="default"} 2.0' not in (  # noqa: ASYNC110
-                        await probe.get("/metrics")).text:
-                    await trio.sleep(0.01)
-            nursery.start_soon(terminate)
-            with trio.fail_after(30):  # until it stopped listening: it is shutting down
-                while True:
-                    try:
-                        await probe.get("/healthz")
-                    except httpx.TransportError:
-                        break
-                    await trio.sleep(0.01)
+        await held(probe, 2)
+        nursery.start_soon(terminate)
+        with trio.fail_after(30):  # until it stopped listening: it is shutting down
+            while True:
+                try:
+                    await probe.get("/healthz")
+                except httpx.TransportError:
+                    break
+                await trio.sleep(0.01)
         release.touch()  # the running call may finish now
     assert exit_codes == [0]
     assert answers["slow"].json() == {"result": "released"}
@@ -401,3 +406,44 @@ async def test_a_low_open_file_limit_costs_idle_objects_not_requests(tmp_path: P
         async with httpx.AsyncClient(base_url=server.base_url) as client:
             assert (await client.post("/default/COUNTER/o0/rpc/value", json={})).json() == {
                 "result": 1}
+
+
+async def open_tenants(server: ServerProcess) -> float:
+    async with httpx.AsyncClient(base_url=server.base_url) as client:
+        text = (await client.get("/metrics")).text
+    return float(text.split("\ndobox_tenants_open ")[1].split()[0])
+
+
+async def test_an_idle_tenant_is_closed_and_opens_again(tmp_path: Path) -> None:
+    """A tenant with nothing live closes its runtime (no file of it stays open); its next
+    request opens it again with its data; a pending alarm reopens it when due."""
+    tokens = tmp_path / "tokens.toml"
+    tokens.write_text("".join(f'[tenants.t{i}]\ntoken = "token-{i}"\n' for i in range(5)))
+    data = tmp_path / "data"
+    async with open_server_process(data, OBJECTS, cwd=ROOT, tokens=tokens,
+                                   options=["--idle-timeout", "0.3"]) as server, \
+            httpx.AsyncClient(base_url=server.base_url) as client:
+        for i in range(5):
+            answer = await client.post(f"/t{i}/COUNTER/c/rpc/increment", json={},
+                                       headers={"authorization": f"Bearer token-{i}"})
+            assert answer.json() == {"result": 1}
+        await client.post("/t0/REMINDER/r/rpc/remind_in", json={"args": [4]},
+                          headers={"authorization": "Bearer token-0"})
+        assert await open_tenants(server) == 5
+        with trio.fail_after(20):  # the server's idle timer is real time
+            while await open_tenants(server):  # noqa: ASYNC110  # another process's state
+                await trio.sleep(0.05)
+        assert server.pid is not None
+        held = [os.readlink(f"/proc/{server.pid}/fd/{fd}")
+                for fd in os.listdir(f"/proc/{server.pid}/fd")]
+        assert not [f for f in held if f.startswith(str(data))]
+        with trio.fail_after(30):  # t0's alarm opens it again, unasked
+            while not await open_tenants(server):  # noqa: ASYNC110  # as above
+                await trio.sleep(0.05)
+        with trio.fail_after(30):  # the alarm event is on its way: t0 is open from here
+            while (await client.post("/t0/REMINDER/r/rpc/fired", json={}, headers={  # noqa: ASYNC110
+                    "authorization": "Bearer token-0"})).json() != {"result": 1}:
+                await trio.sleep(0.05)  # as above
+        answer = await client.post("/t1/COUNTER/c/rpc/increment", json={},
+                                   headers={"authorization": "Bearer token-1"})
+        assert answer.json() == {"result": 2}  # opened again, its data intact
