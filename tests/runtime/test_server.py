@@ -47,6 +47,10 @@ async def test_rpc_calls_and_durable_state(server: ServerProcess) -> None:
     ("path", "body", "status", "error_type"),
     [
         pytest.param("/default/NOPE/a/rpc/increment", None, 404, "NotFound", id="namespace"),
+        pytest.param("/default/__class__/a/rpc/increment", None, 404, "NotFound",
+                     id="namespace-dunder"),
+        pytest.param("/default/objects/a/rpc/increment", None, 404, "NotFound",
+                     id="namespace-app-attribute"),
         pytest.param("/other/COUNTER/a/rpc/increment", None, 404, "NotFound", id="tenant"),
         pytest.param("/default/COUNTER/a/rpc/nope", None, 404, "UnknownMethodError",
                      id="method"),

@@ -55,12 +55,15 @@ async def test_a_live_query_survives_a_server_kill(tmp_path: Path) -> None:
 
 
 async def test_an_unknown_collection_is_refused(tmp_path: Path) -> None:
+    """A collection name from the wire is looked up among the class's declared collections
+    only: attributes of the class or of the storage are not collections."""
     async with open_server_process(tmp_path, OBJECTS, cwd=ROOT) as server, \
             Client(server.base_url) as client:
         board = client.namespace("BOARD").get_by_name("team")
-        with pytest.raises(LiveQueryError, match="declares no collection 'nope'"):
-            async with board.subscribe("nope") as feed:
-                await feed.__anext__()
+        for name in ("nope", "__class__", "__init__", "add", "ctx", "_dobox_collections"):
+            with pytest.raises(LiveQueryError, match=f"declares no collection '{name}'"):
+                async with board.subscribe(name) as feed:
+                    await feed.__anext__()
 
 
 @pytest.mark.parametrize(
