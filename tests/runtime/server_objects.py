@@ -89,10 +89,13 @@ OBJECTS["BOARD"] = Board
 
 class Guarded(DurableObject):
     """Private, dunder and handler methods that must stay out of reach, and public methods
-    named like the server-side stub's attributes."""
+    named like the stubs' attributes."""
 
     async def _secret(self) -> str:
         return "the secret"
+
+    async def __aenter__(self) -> str:
+        return "the dunder"
 
     async def alarm(self, info: object) -> None:
         pass
@@ -100,14 +103,20 @@ class Guarded(DurableObject):
     async def name(self) -> str:
         return "the name method"
 
-    async def subscribe(self, topic: str) -> str:
-        return f"subscribed to {topic}"
-
     async def id(self) -> str:
         return "the id method"
 
-    async def add(self, a: int, b: int = 0) -> int:
-        return a + b
+    async def subscribe(self, topic: str) -> str:
+        return f"subscribed to {topic}"
+
+    async def call(self, number: str) -> str:
+        return f"calling {number}"
+
+    async def add(self, a: int, b: int = 0, *, scale: int = 1) -> int:
+        return (a + b) * scale
+
+    async def anything(self, *args: int, **kwargs: int) -> int:
+        return sum(args) + sum(kwargs.values())
 
 
 OBJECTS["GUARDED"] = Guarded

@@ -75,8 +75,8 @@ async def test_errors_are_json_with_fitting_statuses(
 
 
 STUB_INTERNALS = ["__init__", "__setattr__", "__delattr__", "__init_subclass__",
-                  "__getattribute__", "__class__", "__reduce__", "_namespace", "fetch",
-                  "websocket", "call", "_secret", "alarm", "on_start", "ctx", "env", "nope"]
+                  "__getattribute__", "__class__", "__reduce__", "__aenter__", "_namespace",
+                  "fetch", "websocket", "_secret", "alarm", "on_start", "ctx", "env", "nope"]
 
 
 async def test_rpc_reaches_only_the_method_table(server: ServerProcess, tmp_path: Path) -> None:
@@ -89,10 +89,11 @@ async def test_rpc_reaches_only_the_method_table(server: ServerProcess, tmp_path
         error = answer.json()["error"]
         assert error["type"] == "UnknownMethodError"
         assert error["message"].startswith(f"Guarded has no RPC method {method!r}")
-        assert error["message"].endswith("(it has: add, id, name, subscribe)")
+        assert error["message"].endswith("(it has: add, anything, call, id, name, subscribe)")
     assert not (tmp_path / "tenants" / "default" / "GUARDED").exists()  # nothing activated
     for method, args, result in [("name", [], "the name method"), ("id", [], "the id method"),
-                                 ("subscribe", ["news"], "subscribed to news")]:
+                                 ("subscribe", ["news"], "subscribed to news"),
+                                 ("call", ["555"], "calling 555")]:
         answer = await rpc(server, f"/default/GUARDED/g/rpc/{method}", {"args": args})
         assert answer.json() == {"result": result}
 
@@ -115,7 +116,8 @@ async def test_arguments_that_do_not_fit_are_the_callers_error(
     assert answer.status_code == 400, answer.text
     error = answer.json()["error"]
     assert error["type"] == "InvalidArgumentsError"
-    assert error["message"].startswith("Guarded.add(a: int, b: int = 0) cannot take")
+    assert error["message"].startswith(
+        "Guarded.add(a: int, b: int = 0, *, scale: int = 1) cannot take")
     assert message in error["message"]
     assert not (tmp_path / "tenants" / "default" / "GUARDED").exists()  # checked, not run
     assert (await rpc(server, "/default/GUARDED/g/rpc/add", {"args": [1, 2]})).json() == {
