@@ -18,6 +18,8 @@ from contextlib import AbstractAsyncContextManager
 import attrs
 import trio
 
+from ._memory import can_release_memory, release_freed_memory
+from ._router import TRIM_DELAY
 from ._runtime import Runtime
 
 log = logging.getLogger("dobox.server")
@@ -49,6 +51,7 @@ class Tenants:
         self.open: dict[str, Runtime] = {}
         """The runtimes open now, by tenant (for metrics)."""
         self.closes = 0
+        self._trim_pending = not can_release_memory()  # True: never schedule one
 
     async def runtime(self, tenant: str) -> Runtime:
         """The tenant's runtime, opened if it is not (waiting for a close under way).
@@ -97,9 +100,19 @@ class Tenants:
             slot.ready.set()
             slot.done.set()
         self.closes += 1
+        if not self._trim_pending:  # what the runtime freed goes back to the system
+            self._trim_pending = True
+            self._nursery().start_soon(self._release_memory_soon, name="dobox memory release")
         if next_alarm is not None:
             self._nursery().start_soon(self._wake, tenant, wake_at,
                                        name=f"dobox tenant {tenant} alarm")
+
+    async def _release_memory_soon(self) -> None:
+        await trio.sleep(TRIM_DELAY)  # one trim for a sweep of closes, not one each
+        try:
+            await trio.to_thread.run_sync(release_freed_memory)
+        finally:
+            self._trim_pending = False
 
     async def _until_idle(self, runtime: Runtime) -> None:
         """Return once ``runtime`` was idle at two checks ``idle_timeout`` apart."""
