@@ -65,9 +65,6 @@ class AlarmIndex:
         self._removals: set[str] = set()
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         try:
-            # As object files (see storage._database): the WAL index in this process's
-            # memory, not a memory-mapped -shm whose failure would be a SIGBUS.
-            self._conn.execute("PRAGMA locking_mode=EXCLUSIVE")
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute(f"PRAGMA synchronous={synchronous}")
             self._conn.execute(
