@@ -193,6 +193,8 @@ class AlarmScheduler:
         self.retry_jitter = retry_jitter
         self.rng = rng or random.Random()
         self._pending: dict[str, _Due] = {}
+        self._firing: dict[str, float] = {}
+        """Alarms whose event is on its way (key: the time it was due)."""
         self._heap: list[tuple[float, str]] = []
         self._timer: trio.CancelScope | None = None
         self.fired = 0
@@ -222,6 +224,8 @@ class AlarmScheduler:
         if at is None:
             if due is not None:
                 self.after_commit(key, binding, object_hex, None)
+        elif due is None and self._firing.get(key) == at:
+            pass  # being fired now: that very event activated the object
         elif due is None or due.at != at:
             self._index.put(key, binding, object_hex, at)
             self._set(key, _Due(at, binding, object_hex))
@@ -267,6 +271,7 @@ class AlarmScheduler:
                 return  # shutting down: the alarm stays in the file and the index
             event = Event("alarm", "alarm", due.at)
             object_id = id_from_string(self._keys[due.binding], due.object_hex)
+            self._firing[key] = due.at
             self._router.submit(due.binding, self._classes[due.binding],
                                 ObjectId(object_id.hex), event)
             self.fired += 1
@@ -283,3 +288,6 @@ class AlarmScheduler:
                 pass  # alarm() raised: its retry was recorded in the same turn
             except Exception:
                 log.exception("alarm of %s could not run", key)
+            finally:
+                if self._firing.get(key) == due.at:
+                    del self._firing[key]

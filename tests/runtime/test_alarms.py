@@ -220,6 +220,12 @@ async def test_an_alarm_storm_twenty_times_the_live_limit_fires_each_once(
     it creating the files.)"""
     class Tally(DurableObject):
         fired: ClassVar[dict[str, int]] = {}
+        starts: ClassVar[dict[str, int]] = {}
+
+        async def on_start(self) -> None:
+            name = self.ctx.id.name
+            assert name is not None
+            Tally.starts[name] = Tally.starts.get(name, 0) + 1
 
         async def schedule(self, at: float) -> None:
             await self.ctx.storage.set_alarm(at)
@@ -239,6 +245,9 @@ async def test_an_alarm_storm_twenty_times_the_live_limit_fires_each_once(
         await trio.sleep(7200)
         assert len(Tally.fired) == count
         assert set(Tally.fired.values()) == {1}
+        # Started once to schedule (then evicted) and once to fire: the activation that
+        # fires an alarm does not schedule it again (it did, for a third start each).
+        assert set(Tally.starts.values()) == {2}
 
 
 async def test_an_alarm_interrupted_by_a_reset_runs_again_without_counting(
