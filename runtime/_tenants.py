@@ -18,6 +18,8 @@ from contextlib import AbstractAsyncContextManager
 import attrs
 import trio
 
+from storage import StorageError
+
 from ._memory import can_release_memory, release_freed_memory
 from ._router import TRIM_DELAY
 from ._runtime import Runtime
@@ -92,7 +94,14 @@ class Tenants:
                 if next_alarm is not None:
                     wake_at = runtime.trio_time_of(next_alarm)
         except Exception as exc:
-            slot.error = exc  # every waiting request gets it; the next one tries again
+            if slot.runtime is None:  # it did not open: say so without the server's paths
+                log.error("tenant %s could not be opened: %s", tenant, exc)
+                slot.error = StorageError(
+                    f"the data of tenant {tenant} cannot be opened (the server's log says "
+                    "why); retry later")
+                slot.error.__cause__ = exc
+            else:
+                slot.error = exc  # every waiting request gets it; the next one tries again
         finally:
             self.open.pop(tenant, None)
             if self._slots.get(tenant) is slot:

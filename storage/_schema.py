@@ -122,10 +122,14 @@ def apply_schema_policy(
         db.commit()
     except Exception as exc:
         db.rollback()
+        # A runtime names its objects instead of their paths (its errors may be a server's
+        # answers): then say where the copy is relative to the data directory.
+        where = (str(backup_path) if db.label == db.path
+                 else f"{backup_path.parent.name}/{backup_path.name} in the data directory")
         raise MigrationError(
             f"{who}: migration to version {step} raised {type(exc).__name__}: {exc}. Every "
             f"step was rolled back; the file still holds version {stored}, and a copy made "
-            f"before migrating is at {backup_path}",
+            f"before migrating is at {where}",
             stored=stored, failed_step=step, backup_path=str(backup_path),
         ) from exc
     return SchemaOutcome.MIGRATED

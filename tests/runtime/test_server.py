@@ -235,6 +235,27 @@ async def test_one_objects_unwritable_files_fail_it_alone(
     assert (await rpc(server, bulk, {"args": [1]})).json() == {"result": 12_011}
 
 
+async def test_a_tenant_whose_data_cannot_be_opened_is_told_without_paths(
+    tmp_path: Path,
+) -> None:
+    tokens = tmp_path / "tokens.toml"
+    tokens.write_text('[tenants.acme]\ntoken = "t-acme"\n[tenants.globex]\ntoken = "t-globex"\n')
+    data = tmp_path / "data"
+    (data / "tenants").mkdir(parents=True)
+    (data / "tenants" / "acme").write_text("a file where the tenant's directory goes")
+    async with open_server_process(data, OBJECTS, cwd=ROOT, tokens=tokens) as server:
+        answer = await rpc(server, "/acme/COUNTER/c/rpc/increment",
+                           headers={"authorization": "Bearer t-acme"})
+        assert answer.status_code == 500
+        assert answer.json()["error"]["message"] == (
+            "the data of tenant acme cannot be opened (the server's log says why); retry "
+            "later")
+        assert str(tmp_path) not in answer.text
+        other = await rpc(server, "/globex/COUNTER/c/rpc/increment",
+                          headers={"authorization": "Bearer t-globex"})
+        assert other.json() == {"result": 1}
+
+
 def server_id(binding: str, name: str, tenant: str = "default") -> str:
     """The id the server gives ``name`` (its file is named after it)."""
     return id_from_name(namespace_key(f"{tenant}/{binding}"), name).hex
