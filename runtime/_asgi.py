@@ -50,7 +50,7 @@ from actors import (
     UnknownMethodError,
 )
 from actors._ids import check_name
-from storage import DoboxError, UnsupportedValueError
+from storage import DoboxError, StorageFullError, UnsupportedValueError
 
 from ._guest import TrioPortal, log_errors, open_trio_guest
 from ._live_socket import open_live_socket
@@ -437,6 +437,9 @@ def _http_error(exc: BaseException) -> HttpError:
         return HttpError(504, "Timeout", "the request ran past the server's time limit")
     if isinstance(exc, RuntimeClosedError):
         return HttpError(503, "RuntimeClosedError", message, retryable=True)
+    if isinstance(exc, StorageFullError):  # a cold object on a full disk: space may come back
+        return HttpError(503, "StorageFullError", message, headers={"retry-after": "1"},
+                         retryable=True)
     if isinstance(exc, DoboxError):
         return HttpError(500, type(exc).__name__, message)
     return HttpError(500, "InternalError", f"{type(exc).__name__}: {message}")

@@ -13,7 +13,7 @@ import trio
 
 from actors._ids import id_from_name, namespace_key
 from harness import ServerProcess, open_server_process
-from tests.helpers import damage_table, immutable
+from tests.helpers import damage_table, fill_disk, immutable, small_filesystem
 
 ROOT = Path(__file__).parent.parent.parent
 OBJECTS = "tests.runtime.server_objects:OBJECTS"
@@ -254,6 +254,28 @@ async def test_a_tenant_whose_data_cannot_be_opened_is_told_without_paths(
         other = await rpc(server, "/globex/COUNTER/c/rpc/increment",
                           headers={"authorization": "Bearer t-globex"})
         assert other.json() == {"result": 1}
+
+
+async def test_a_full_disk_is_said_and_recovered_from_over_http(tmp_path: Path) -> None:
+    """On a full disk, a cold object and a warm one answer 503 StorageFullError, retryable,
+    saying the disk is full; once space is freed both are served, nothing committed lost."""
+    with small_filesystem(tmp_path / "disk", "8m") as disk:
+        async with open_server_process(disk / "data", OBJECTS, cwd=ROOT) as server:
+            assert (await rpc(server, "/default/COUNTER/warm/rpc/increment")).json() == {
+                "result": 1}
+            filler = fill_disk(disk)
+            for name in ("cold", "warm"):
+                answer = await rpc(server, f"/default/COUNTER/{name}/rpc/increment")
+                assert answer.status_code == 503, answer.text
+                error = answer.json()["error"]
+                assert (error["type"], error["retryable"]) == ("StorageFullError", True)
+                assert "the disk is full" in error["message"]
+                assert str(tmp_path) not in answer.text
+            filler.unlink()  # free the space
+            assert (await rpc(server, "/default/COUNTER/warm/rpc/increment")).json() == {
+                "result": 2}
+            assert (await rpc(server, "/default/COUNTER/cold/rpc/increment")).json() == {
+                "result": 1}
 
 
 def server_id(binding: str, name: str, tenant: str = "default") -> str:
