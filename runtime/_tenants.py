@@ -52,7 +52,6 @@ class Tenants:
         self._wakers: dict[str, trio.CancelScope] = {}
         self.open: dict[str, Runtime] = {}
         """The runtimes open now, by tenant (for metrics)."""
-        self.closes = 0
         self._trim_pending = not can_release_memory()  # True: never schedule one
 
     async def runtime(self, tenant: str) -> Runtime:
@@ -108,7 +107,6 @@ class Tenants:
                 del self._slots[tenant]
             slot.ready.set()
             slot.done.set()
-        self.closes += 1
         if not self._trim_pending:  # what the runtime freed goes back to the system
             self._trim_pending = True
             self._nursery().start_soon(self._release_memory_soon, name="dobox memory release")
