@@ -204,8 +204,9 @@ class Actor:
         if previous is not None:
             await previous.wait()
         await self.router.wait_for_closing_room()
+        scoped_label = f"{self.router.id_scope}{self.label}"  # with the tenant, if served
         try:
-            await self.router.descriptors.acquire(f"{self.router.id_scope}{self.label}")
+            await self.router.descriptors.acquire(scoped_label)
         except OverloadedError as exc:
             self._die_activating(exc)
             return False
@@ -215,7 +216,7 @@ class Actor:
             storage = open_storage(
                 self.path, durability=self.router.durability, name=self.id.name,
                 namespace=self.binding, class_name=self.cls.__qualname__,
-                label=f"the file of {self.router.id_scope}{self.label}",
+                label=f"the file of {scoped_label}",
             )
         except DoboxError as exc:
             self._die_activating(exc)

@@ -28,7 +28,6 @@ from ._descriptors import raise_open_file_limit
 from ._inspect import (
     InspectError,
     find_object,
-    in_use_message,
     kv_pairs,
     list_objects,
     read_only_sql,
@@ -238,8 +237,6 @@ def list_command(data: Path, tenant: str | None, namespace: str | None) -> None:
 def inspect(data: Path, object_id: str, tenant: str | None) -> None:
     """Show an object's metadata, KV pairs and tables (read-only)."""
     info = _inspecting(lambda: find_object(data, object_id, tenant=tenant))
-    if info.in_use:
-        raise click.ClickException(in_use_message(info.path))
     click.echo(f"object {info.namespace}/{info.id}")
     click.echo(f"  name {info.name!r}, class {info.class_name}, schema version "
                f"{info.schema_version}, {info.size} bytes, alarm {info.alarm}")
@@ -259,8 +256,6 @@ def inspect(data: Path, object_id: str, tenant: str | None) -> None:
 def sql(data: Path, object_id: str, query: str, tenant: str | None) -> None:
     """Run a read-only SQL QUERY on an object's database; rows as tab-separated lines."""
     info = _inspecting(lambda: find_object(data, object_id, tenant=tenant))
-    if info.in_use:
-        raise click.ClickException(in_use_message(info.path))
     columns, rows = _inspecting(lambda: read_only_sql(info, query))
     if columns:
         click.echo("\t".join(columns))

@@ -72,7 +72,7 @@ def list_objects(data: Path, *, tenant: str | None = None,
         if child.is_dir() and not child.name.startswith(".") and child.name != "tenants"
     )
     return [
-        _info(name, path, wait=0)  # a listing does not wait for busy objects: it says so
+        _info(name, path, in_use_ok=True)  # a listing does not wait for busy objects
         for name in namespaces
         for path in sorted((root / name).glob("*/*.sqlite"))
         if _ID.fullmatch(path.stem)
@@ -83,6 +83,7 @@ def find_object(data: Path, object_id: str, *, tenant: str | None = None) -> Obj
     """The object whose id is ``object_id`` (64 hex digits), in whichever namespace.
 
     Raises:
+        ObjectInUseError: a running dobox holds its file (waited for ``IN_USE_WAIT``).
         InspectError: not a valid id, or no such object.
     """
     object_id = object_id.lower()
@@ -94,15 +95,20 @@ def find_object(data: Path, object_id: str, *, tenant: str | None = None) -> Obj
     raise InspectError(f"no object {object_id} under {root}")
 
 
-def _info(namespace: str, path: Path, *, wait: float = IN_USE_WAIT) -> ObjectInfo:
+def _info(namespace: str, path: Path, *, in_use_ok: bool = False) -> ObjectInfo:
+    """Raises: ObjectInUseError, unless ``in_use_ok`` (then without waiting, and the info
+    says ``in_use``)."""
     size = path.stat().st_size
     wal = path.with_name(path.name + "-wal")
     if wal.exists():
         size += wal.stat().st_size
     try:
-        meta: dict[object, object] = dict(
-            _query(path, "SELECT key, value FROM _dobox_meta", wait=wait)[1])
+        meta: dict[object, object] = dict(_query(
+            path, "SELECT key, value FROM _dobox_meta", wait=0 if in_use_ok else IN_USE_WAIT
+        )[1])
     except ObjectInUseError:
+        if not in_use_ok:
+            raise
         return ObjectInfo(namespace=namespace, id=path.stem, name=None, class_name=None,
                           schema_version=None, alarm=None, size=size, path=path, in_use=True)
     version, alarm = meta.get("schema_version"), meta.get("alarm")
@@ -180,11 +186,11 @@ def _query(path: Path, query: str, *, wait: float = IN_USE_WAIT
 def in_use(exc: sqlite3.Error) -> bool:
     """Whether ``exc`` says another connection holds the file."""
     return getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY,
-                                                      sqlite3.SQLITE_LOCKED) or (
-        "database is locked" in str(exc))
+                                                      sqlite3.SQLITE_LOCKED)
 
 
 def in_use_message(path: Path) -> str:
     return (f"{path.parent.parent.name}/{path.stem} is in use: a running dobox holds its "
             "file while it serves it. It can be read once the object has had no events for "
-            "10 s (the runtime then closes its connection), or once the server stops.")
+            "idle_connection_timeout (10 s by default: the runtime then closes its connection), "
+            "or once the server stops.")

@@ -159,7 +159,8 @@ class Database:
         # process's heap instead of a memory-mapped -shm file: a -shm that cannot be written
         # (made immutable, or on a network file system) would otherwise kill the whole
         # process with SIGBUS, not fail this one object. The file is this connection's
-        # alone anyway (see _lock); readers from outside take the file lock first.
+        # alone anyway (see _lock); other readers (dobox's inspection tools) must wait until
+        # the connection is closed, and give up with a clear error after a second.
         self.execute("PRAGMA locking_mode=EXCLUSIVE").fetchone()
         # Read the schema before anything can write: a file that is not a database, or
         # whose first page is damaged, fails here and is left untouched.
