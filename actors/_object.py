@@ -1,6 +1,6 @@
 """What an object's author writes against: ``DurableObject``, ``ObjectContext``, ``Env``.
 
-The runtime implements :class:`ObjectHost` for each live object and hands the object an
+The runtime implements :class:`~actors.ObjectHost` for each live object and hands the object an
 :class:`ObjectContext` over it; nothing here knows how events are scheduled.
 """
 
@@ -8,32 +8,19 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, ClassVar, NoReturn, Protocol, TypeVar
+from typing import TYPE_CHECKING, ClassVar, NoReturn, TypeVar
 
 from storage import Migration, SchemaPolicy, Storage
 
+from ._host import ObjectHost
 from ._ids import ObjectId
+from ._websocket import WebSocket, WebSocketRequestResponsePair
 
 if TYPE_CHECKING:
-    from runtime import WebSocket, WebSocketRequestResponsePair
     from storage import Value
 
 T = TypeVar("T")
 
-
-
-class ObjectHost(Protocol):
-    """What the runtime provides to one live object."""
-
-    def now(self) -> float: ...
-    async def block_concurrency_while(self, fn: Callable[[], Awaitable[T]]) -> T: ...
-    def wait_until(self, awaitable: Awaitable[object]) -> None: ...
-    def abort(self, reason: str | None) -> NoReturn: ...
-    def accept_websocket(self, ws: object, tags: Iterable[str]) -> None: ...
-    def get_websockets(self, tag: str | None) -> list[WebSocket]: ...
-    def get_tags(self, ws: WebSocket) -> list[str]: ...
-    def set_websocket_auto_response(self, pair: WebSocketRequestResponsePair | None) -> None: ...
-    def get_websocket_auto_response(self) -> WebSocketRequestResponsePair | None: ...
 
 
 class ObjectContext:

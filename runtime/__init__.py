@@ -1,6 +1,14 @@
 """Hosting Durable Objects: ``open_runtime``, namespaces and stubs, the coordinator, and the
 ``dobox`` command line."""
 
+from actors import MessageTooBigError as MessageTooBigError
+from actors import ReadyState as ReadyState
+from actors import WebSocket as WebSocket
+from actors import WebSocketClosed as WebSocketClosed
+from actors import WebSocketPair as WebSocketPair
+from actors import WebSocketRejected as WebSocketRejected
+from actors import WebSocketRequestResponsePair as WebSocketRequestResponsePair
+
 from ._client import Client as Client
 from ._client import ClientError as ClientError
 from ._client import ClientNamespace as ClientNamespace
@@ -18,13 +26,6 @@ from ._runtime import Runtime as Runtime
 from ._runtime import RuntimeStatistics as RuntimeStatistics
 from ._runtime import open_runtime as open_runtime
 from ._serve import serve as serve
-from ._sockets import MessageTooBigError as MessageTooBigError
-from ._websocket import ReadyState as ReadyState
-from ._websocket import WebSocket as WebSocket
-from ._websocket import WebSocketClosed as WebSocketClosed
-from ._websocket import WebSocketPair as WebSocketPair
-from ._websocket import WebSocketRejected as WebSocketRejected
-from ._websocket import WebSocketRequestResponsePair as WebSocketRequestResponsePair
 
 __all__ = [
     "Call",

@@ -45,8 +45,10 @@ from actors import (
     OverloadedError,
 )
 from actors._errors import ObjectResetError, remote_error_for
+from actors._host import current_host
 from actors._object import is_sync_present, schema_policy
 from actors._rpc import rpc_method
+from actors._signal import Signal
 from storage import (
     DatabaseCorruptError,
     DoboxError,
@@ -59,16 +61,15 @@ from storage import (
 )
 
 from ._alarms import ALARM_MAX_RETRIES, retry_delay
-from ._current import current_actor
 from ._event import FORCE_ALARM, NO_ARGUMENTS, Event, Unencoded
 from ._gate import InputGate
 from ._http import copy_response
-from ._signal import Signal
 
 if TYPE_CHECKING:
+    from actors._websocket import WebSocket, WebSocketRequestResponsePair
+
     from ._coordinator import Lease
     from ._router import Router
-    from ._websocket import WebSocket, WebSocketRequestResponsePair
 
 T = TypeVar("T")
 log = logging.getLogger("dobox.runtime")
@@ -246,7 +247,7 @@ class Actor:
         await self.gate.acquire()
         self._gate_owner = trio.lowlevel.current_task()
         self._blocking += 1
-        token = current_actor.set(self)
+        token = current_host.set(self)
         try:
             self.instance = self.cls(ObjectContext(self.id, storage, self), Env(self.router.env))
             await self.instance.on_start()
@@ -267,7 +268,7 @@ class Actor:
             self.reset(f"starting it raised {type(exc).__name__}: {exc}", cause=exc)
             return False
         finally:
-            current_actor.reset(token)
+            current_host.reset(token)
             self._blocking -= 1
             self._release_gate()
         self.state = "stopping" if self._stop_requested else "running"
@@ -310,7 +311,7 @@ class Actor:
     async def _run(self, event: Event) -> None:
         await self.gate.acquire()
         self._gate_owner = trio.lowlevel.current_task()
-        token = current_actor.set(self)
+        token = current_host.set(self)
         self.router.started(event, self)
         try:
             outcome = await self._handle(event)
@@ -318,7 +319,7 @@ class Actor:
                 self._finish(event, outcome)
         finally:
             self.router.ended(event)
-            current_actor.reset(token)
+            current_host.reset(token)
             self._release_gate()
 
     async def _handle(self, event: Event) -> object:
@@ -514,7 +515,7 @@ class Actor:
         finally:
             self._release_gate()
 
-    def hold_call(self, send: Callable[[], None]) -> bool:
+    def hold_until_durable(self, send: Callable[[], None]) -> bool:
         """Hold an outgoing call until this object's writes are durable; False if there is
         nothing to wait for (then the caller sends it at once)."""
         storage = self.storage

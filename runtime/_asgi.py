@@ -50,6 +50,7 @@ from actors import (
     UnknownMethodError,
 )
 from actors._ids import check_name
+from actors._websocket import WebSocket
 from storage import DoboxError, StorageFullError, UnsupportedValueError
 
 from ._guest import TrioPortal, log_errors, open_trio_guest
@@ -58,7 +59,6 @@ from ._metrics import ServerMetrics
 from ._names import TENANT
 from ._runtime import Runtime, open_runtime
 from ._tenants import Tenants
-from ._websocket import WebSocket
 from ._websocket_bridge import bridge_websocket
 
 Scope: TypeAlias = MutableMapping[str, object]

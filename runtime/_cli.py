@@ -20,6 +20,7 @@ import click
 import trio
 
 from actors import DurableObject
+from actors._websocket import MAX_MESSAGE_SIZE
 from storage import ForbiddenSqlError
 
 from ._asgi import DoboxApp
@@ -35,7 +36,6 @@ from ._inspect import (
 )
 from ._load import load_objects
 from ._runtime import open_runtime
-from ._sockets import MAX_MESSAGE_SIZE
 
 T = TypeVar("T")
 

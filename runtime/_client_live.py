@@ -20,10 +20,10 @@ from typing import Any
 
 import trio
 
+from actors._websocket import WebSocketClosed, WebSocketRejected
 from storage import Expr
 
 from ._client_websocket import RemoteWebSocket
-from ._websocket import WebSocketClosed, WebSocketRejected
 
 log = logging.getLogger("dobox.client")
 

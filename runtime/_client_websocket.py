@@ -18,8 +18,7 @@ import httpx
 import trio
 import trio_websocket
 
-from ._sockets import MAX_MESSAGE_SIZE
-from ._websocket import Message, WebSocketClosed, WebSocketRejected
+from actors._websocket import MAX_MESSAGE_SIZE, Message, WebSocketClosed, WebSocketRejected
 
 
 class RemoteWebSocket:

@@ -10,9 +10,8 @@ from __future__ import annotations
 import copy
 from typing import Literal
 
+from actors._signal import Signal
 from storage import Value, decode_value, encode_value
-
-from ._signal import Signal
 
 EventKind = Literal[
     "rpc", "fetch", "alarm", "run", "websocket_message", "websocket_close", "websocket_error"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from ._websocket import WebSocket
+from actors._websocket import WebSocket
 
 
 def copy_request(request: httpx.Request) -> httpx.Request:

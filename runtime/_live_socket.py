@@ -26,11 +26,11 @@ from collections.abc import Callable
 import attrs
 import trio
 
+from actors._websocket import WebSocket, WebSocketClosed, WebSocketPair
 from storage import Change, Expr, Snapshot
 from storage._collection_query import expr_from_data
 
 from ._namespace import Stub
-from ._websocket import WebSocket, WebSocketClosed, WebSocketPair
 
 log = logging.getLogger("dobox.server")
 

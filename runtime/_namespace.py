@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING
 import httpx
 
 from actors import DurableObject, ObjectContext, ObjectId, UnknownMethodError
+from actors._host import current_host
 from actors._ids import id_from_name, id_from_string, namespace_key, new_unique_id
 from actors._rpc import RpcMethod, rpc_method
+from actors._websocket import WebSocket, WebSocketRejected
 from storage import (
     Change,
     Expr,
@@ -31,10 +33,8 @@ from storage import (
 )
 from storage._collection_query import expr_from_data
 
-from ._current import current_actor
 from ._event import NO_ARGUMENTS, Event, EventKind
 from ._http import copy_request
-from ._websocket import WebSocket, WebSocketRejected
 
 if TYPE_CHECKING:
     from ._router import Router
@@ -227,8 +227,8 @@ class Call(Coroutine[object, object, Value]):
         self._event = Event(kind, name, payload)
         self._coroutine: Coroutine[object, object, Value] | None = None
         self._queued = False
-        caller = current_actor.get()
-        if caller is None or not caller.hold_call(self._queue):
+        caller = current_host.get()
+        if caller is None or not caller.hold_until_durable(self._queue):
             self._queue()
 
     def _inner(self) -> Coroutine[object, object, Value]:
@@ -257,7 +257,7 @@ class Call(Coroutine[object, object, Value]):
             self._coroutine.close()
 
     async def _result(self) -> Value:
-        caller = current_actor.get()
+        caller = current_host.get()
         if caller is None:
             return await self._send()
         return await caller.call_out(self._send)

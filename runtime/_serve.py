@@ -21,9 +21,9 @@ from pathlib import Path
 import trio
 
 from actors import DurableObject
+from actors._websocket import MAX_MESSAGE_SIZE
 
 from ._asgi import DoboxApp
-from ._sockets import MAX_MESSAGE_SIZE
 
 
 async def serve(

@@ -20,16 +20,17 @@ from typing import TYPE_CHECKING
 import attrs
 
 from actors import DurableObject, ObjectId
-from storage import DoboxError
-
-from ._event import Event, EventKind
-from ._websocket import (
+from actors._websocket import (
+    MAX_MESSAGE_SIZE,
     Frame,
+    MessageTooBigError,
     ReadyState,
     WebSocket,
     WebSocketRequestResponsePair,
     message_size,
 )
+
+from ._event import Event, EventKind
 
 if TYPE_CHECKING:
     from ._actor import Actor
@@ -39,14 +40,8 @@ log = logging.getLogger("dobox.runtime")
 
 MAX_TAGS = 10
 MAX_TAG_LENGTH = 256
-MAX_MESSAGE_SIZE = 32 * 1024 * 1024
-"""Bytes of one received message (Durable Objects' limit, 32 MiB)."""
 
 RESET_REASON = "Durable Object connection closed because the object was reset."
-
-
-class MessageTooBigError(DoboxError, ValueError):
-    """A received WebSocket message was over the size limit; the socket is closed (1009)."""
 
 
 @attrs.define(eq=False)

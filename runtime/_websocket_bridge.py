@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 import anyio
 import sniffio
 
-from ._websocket import Frame, ReadyState, WebSocket, WebSocketClosed, message_size
+from actors._websocket import Frame, ReadyState, WebSocket, WebSocketClosed, message_size
 
 Message = MutableMapping[str, object]
 

@@ -7,8 +7,7 @@ import os
 import httpx
 import trio
 
-from actors import DurableObject
-from runtime import WebSocket, WebSocketPair, WebSocketRequestResponsePair
+from actors import DurableObject, WebSocket, WebSocketPair, WebSocketRequestResponsePair
 from storage import collection
 from tests.helpers import Counter
 

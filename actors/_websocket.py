@@ -7,10 +7,11 @@ As in Durable Objects, an object answers an upgrade request from ``fetch``::
     return httpx.Response(101, extensions={"websocket": client})
 
 The two ends are an in-memory pipe: what one end sends, the other receives. The server
-hands the client end to the real connection (see ``_asgi``); in-process, the caller of
-``stub.fetch`` (or ``stub.websocket()``) holds it. A server end accepted with
+hands the client end to the real connection (``runtime.server``); in-process, the caller
+of ``stub.fetch`` (or ``stub.websocket()``) holds it. A server end accepted with
 ``ctx.accept_websocket`` is *hibernatable*: its messages become ``websocket_message``
-events of its object (see ``_sockets``), and it stays open while its object is evicted.
+events of its object (the runtime's socket registry routes them), and it stays open while
+its object is evicted.
 
 Sending is synchronous, as in Durable Objects, and goes through the output gate: a
 message (or close) sent by an object with uncommitted writes leaves after those writes
@@ -29,7 +30,7 @@ import attrs
 
 from storage import DoboxError, Value, decode_value, encode_value
 
-from ._current import current_actor
+from ._host import current_host
 from ._signal import Signal
 
 Message: TypeAlias = str | bytes
@@ -39,6 +40,9 @@ MAX_ATTACHMENT_SIZE = 16_384
 
 MAX_AUTO_RESPONSE_LENGTH = 2_048
 """Characters of an auto-response's request and of its response."""
+
+MAX_MESSAGE_SIZE = 32 * 1024 * 1024
+"""Bytes of one received message (Durable Objects' limit, 32 MiB)."""
 
 
 class ReadyState(enum.IntEnum):
@@ -70,6 +74,10 @@ class WebSocketRejected(DoboxError):
                          f"{body[:200].decode(errors='replace')}")
         self.status = status
         self.body = body
+
+
+class MessageTooBigError(DoboxError, ValueError):
+    """A received WebSocket message was over the size limit; the socket is closed (1009)."""
 
 
 @attrs.frozen
@@ -159,8 +167,8 @@ class WebSocket:
             self._through_output_gate(self._deliver, ("close", code, reason))
 
     def _through_output_gate(self, deliver: Callable[[Frame], None], frame: Frame) -> None:
-        actor = current_actor.get()
-        if actor is None or not actor.hold_call(lambda: deliver(frame)):
+        host = current_host.get()
+        if host is None or not host.hold_until_durable(lambda: deliver(frame)):
             deliver(frame)
 
     def _deliver(self, frame: Frame) -> None:
