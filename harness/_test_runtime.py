@@ -27,8 +27,7 @@ import trio
 
 from actors import DurableObject, ObjectContext, ObjectId
 from runtime import Namespace, Runtime, RuntimeStatistics, Stub, open_runtime
-from runtime._actor import Actor
-from runtime._event import FORCE_ALARM, Event
+from runtime._engine import FORCE_ALARM, Actor, Event
 from storage import Value
 
 T = TypeVar("T")

@@ -1,5 +1,5 @@
 """``python -m runtime``: the ``dobox`` command line."""
 
-from ._cli import main
+from runtime.cli import main
 
 main()

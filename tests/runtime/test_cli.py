@@ -8,7 +8,7 @@ import trio
 from click.testing import CliRunner
 
 from runtime import open_runtime
-from runtime._cli import ChatRoom, VisitCounter, main
+from runtime.cli._commands import ChatRoom, VisitCounter, main
 
 
 def test_demo_remembers_between_runs(tmp_path: Path) -> None:

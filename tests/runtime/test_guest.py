@@ -9,7 +9,7 @@ import pytest
 import trio
 
 from runtime import open_runtime
-from runtime._guest import TrioPortal, open_trio_guest
+from runtime.server._guest import TrioPortal, open_trio_guest
 from tests.helpers import Counter
 
 

@@ -9,7 +9,7 @@ import trio
 from click.testing import CliRunner
 
 from runtime import open_runtime
-from runtime._cli import main
+from runtime.cli import main
 from tests.helpers import Counter
 from tests.integration.objects import LedgerV1
 

@@ -9,8 +9,8 @@ import pytest
 import trio
 import trio.testing
 
-import runtime._actor
-import runtime._router
+import runtime._engine._actor
+import runtime._engine._router
 from actors import DurableObject, ObjectResetError, OverloadedError, RuntimeClosedError
 from runtime import open_runtime
 from storage import Storage, StorageError
@@ -300,7 +300,7 @@ async def test_activations_wait_while_too_many_evicted_objects_are_closing(
     """With full durability, evicted objects close in worker threads; if new objects
     opened their files regardless, closing ones would pile up (and their file descriptors
     with them) whenever activations outpace closes."""
-    monkeypatch.setattr(runtime._router, "MAX_CLOSING", 2)
+    monkeypatch.setattr(runtime._engine._router, "MAX_CLOSING", 2)
     slow_close = Storage.close
 
     def close_slowly(self: Storage) -> None:
@@ -309,13 +309,13 @@ async def test_activations_wait_while_too_many_evicted_objects_are_closing(
 
     monkeypatch.setattr(Storage, "close", close_slowly)
     closing_at_open: list[int] = []
-    real_open = runtime._actor.open_storage
+    real_open = runtime._engine._actor.open_storage
 
     def recording_open(*args: object, **kwargs: object) -> Storage:
         closing_at_open.append(len(rt._router.closing))
         return real_open(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(runtime._actor, "open_storage", recording_open)
+    monkeypatch.setattr(runtime._engine._actor, "open_storage", recording_open)
     async with open_runtime(tmp_path, objects={"COUNTER": Counter}, max_live_objects=1) as rt:
         namespace = rt.namespace("COUNTER")
 
@@ -337,9 +337,9 @@ async def test_freed_memory_is_given_back_once_per_sweep(
     """Connections let go by idle objects are followed, a second later, by one release of
     the allocator's free memory to the operating system, not one per object."""
     releases: list[str] = []
-    monkeypatch.setattr(runtime._router, "release_freed_memory",  # runs in a worker thread
+    monkeypatch.setattr(runtime._engine._router, "release_freed_memory",  # runs in a worker thread
                         lambda: releases.append("released"))
-    monkeypatch.setattr(runtime._router, "can_release_memory", lambda: True)
+    monkeypatch.setattr(runtime._engine._router, "can_release_memory", lambda: True)
     async with open_runtime(tmp_path, objects={"COUNTER": Counter}, idle_timeout=1000,
                             idle_connection_timeout=10, **FAST) as rt:
         for name in ("a", "b", "c"):

@@ -11,7 +11,7 @@ import trio
 import trio.testing
 
 from runtime import Client, WebSocketClosed, WebSocketRejected, open_runtime, serve
-from runtime._asgi import DoboxApp
+from runtime.server import DoboxApp
 from tests.helpers import Counter, raw_websocket, reset_connection
 from tests.runtime.server_objects import OBJECTS
 

@@ -16,7 +16,7 @@ import trio
 
 from harness import ServerProcess, open_server_process
 from runtime import Client, WebSocketClosed, WebSocketRejected
-from runtime._asgi import _forwarded_request
+from runtime.server._asgi import _forwarded_request
 from tests.helpers import client_frame, raw_websocket, reset_connection
 
 ROOT = Path(__file__).parent.parent.parent

@@ -21,11 +21,11 @@ import trio
 
 from actors import DurableObject
 from actors._websocket import MAX_MESSAGE_SIZE
+from runtime._engine import open_runtime, raise_open_file_limit
+from runtime.server import DoboxApp
 from storage import ForbiddenSqlError
 
-from ._asgi import DoboxApp
 from ._backup import backup, object_files, restore
-from ._descriptors import raise_open_file_limit
 from ._inspect import (
     InspectError,
     find_object,
@@ -35,7 +35,6 @@ from ._inspect import (
     user_tables,
 )
 from ._load import load_objects
-from ._runtime import open_runtime
 
 T = TypeVar("T")
 

@@ -18,11 +18,8 @@ from contextlib import AbstractAsyncContextManager
 import attrs
 import trio
 
+from runtime._engine import TRIM_DELAY, Runtime, can_release_memory, release_freed_memory
 from storage import StorageError
-
-from ._memory import can_release_memory, release_freed_memory
-from ._router import TRIM_DELAY
-from ._runtime import Runtime
 
 log = logging.getLogger("dobox.server")
 

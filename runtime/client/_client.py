@@ -36,11 +36,11 @@ from actors import (
     UnknownMethodError,
 )
 from actors._errors import remote_error_class
+from runtime._names import check_tenant, object_path, quote_segment
 from storage import DoboxError, Expr, Value
 
-from ._client_live import LiveQuery
-from ._client_websocket import RemoteWebSocket, connect_websocket
-from ._names import check_tenant, object_path, quote_segment
+from ._live import LiveQuery
+from ._websocket import RemoteWebSocket, connect_websocket
 
 
 class ClientError(DoboxError):

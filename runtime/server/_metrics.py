@@ -17,7 +17,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from ._runtime import Runtime
+from runtime._engine import Runtime
 
 
 class ServerMetrics:

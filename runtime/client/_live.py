@@ -23,7 +23,7 @@ import trio
 from actors._websocket import WebSocketClosed, WebSocketRejected
 from storage import Expr
 
-from ._client_websocket import RemoteWebSocket
+from ._websocket import RemoteWebSocket
 
 log = logging.getLogger("dobox.client")
 

@@ -51,13 +51,13 @@ from actors import (
 )
 from actors._ids import check_name
 from actors._websocket import WebSocket
+from runtime._engine import Runtime, open_runtime
+from runtime._names import TENANT
 from storage import DoboxError, StorageFullError, UnsupportedValueError
 
 from ._guest import TrioPortal, log_errors, open_trio_guest
 from ._live_socket import open_live_socket
 from ._metrics import ServerMetrics
-from ._names import TENANT
-from ._runtime import Runtime, open_runtime
 from ._tenants import Tenants
 from ._websocket_bridge import bridge_websocket
 

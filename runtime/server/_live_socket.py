@@ -27,10 +27,9 @@ import attrs
 import trio
 
 from actors._websocket import WebSocket, WebSocketClosed, WebSocketPair
+from runtime._engine import Stub
 from storage import Change, Expr, Snapshot
 from storage._collection_query import expr_from_data
-
-from ._namespace import Stub
 
 log = logging.getLogger("dobox.server")
 

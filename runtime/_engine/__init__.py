@@ -1,0 +1,24 @@
+"""The engine: runtimes, namespaces and stubs, the router, actors and their gates, the
+coordinator, alarms and the registry of hibernatable WebSockets.
+
+Private, as trio's ``_core`` is: ``runtime`` re-exports the public names, and the server,
+the command line and the harness import what they use from here, never from the modules
+inside.
+"""
+
+from ._actor import Actor as Actor
+from ._coordinator import Coordinator as Coordinator
+from ._coordinator import Lease as Lease
+from ._coordinator import SingleProcessCoordinator as SingleProcessCoordinator
+from ._descriptors import raise_open_file_limit as raise_open_file_limit
+from ._event import FORCE_ALARM as FORCE_ALARM
+from ._event import Event as Event
+from ._memory import can_release_memory as can_release_memory
+from ._memory import release_freed_memory as release_freed_memory
+from ._namespace import Call as Call
+from ._namespace import Namespace as Namespace
+from ._namespace import Stub as Stub
+from ._router import TRIM_DELAY as TRIM_DELAY
+from ._runtime import Runtime as Runtime
+from ._runtime import RuntimeStatistics as RuntimeStatistics
+from ._runtime import open_runtime as open_runtime

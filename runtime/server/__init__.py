@@ -1,0 +1,8 @@
+"""The HTTP and WebSocket server: the ASGI app (``DoboxApp``) that ``dobox serve`` runs
+under uvicorn with the engine as trio's guest, and ``serve`` for trio programs
+(hypercorn). Routes, tenants and tokens: docs/serving.md."""
+
+from ._asgi import DoboxApp as DoboxApp
+from ._serve import serve as serve
+
+__all__ = ["DoboxApp", "serve"]
