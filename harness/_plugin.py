@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from actors import DurableObject
+from runtime import RuntimeSettings
 
 from ._server import ServerProcess, open_server_process
 from ._test_runtime import TestRuntime, open_test_runtime
@@ -36,7 +37,7 @@ def dobox_objects() -> Mapping[str, type[DurableObject]]:
 
 
 @pytest.fixture
-def dobox_runtime_options() -> Mapping[str, object]:
+def dobox_runtime_options() -> RuntimeSettings:
     """Options for ``dobox_runtime`` (see runtime.open_runtime); override to change them."""
     return {}
 
@@ -45,7 +46,7 @@ def dobox_runtime_options() -> Mapping[str, object]:
 async def dobox_runtime(
     tmp_path: Path,
     dobox_objects: Mapping[str, type[DurableObject]],
-    dobox_runtime_options: Mapping[str, object],
+    dobox_runtime_options: RuntimeSettings,
 ) -> AsyncIterator[TestRuntime]:
     """A test runtime over ``tmp_path / "dobox"``, with the harness's levers."""
     async with open_test_runtime(tmp_path / "dobox", dobox_objects,

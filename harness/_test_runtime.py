@@ -21,18 +21,29 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, Unpack
 
+import attrs
 import trio
 
 from actors import DurableObject, ObjectContext, ObjectId
-from runtime import Namespace, Runtime, RuntimeStatistics, Stub, open_runtime
+from runtime import (
+    Namespace,
+    Runtime,
+    RuntimeOptions,
+    RuntimeSettings,
+    RuntimeStatistics,
+    Stub,
+    open_runtime,
+)
 from runtime._engine import FORCE_ALARM, Actor, Event
 from storage import Value
 
 T = TypeVar("T")
 
-TEST_DEFAULTS: Mapping[str, object] = {"durability": "normal", "alarm_retry_jitter": 0.0}
+TEST_DEFAULTS = RuntimeOptions(durability="normal", alarm_retry_jitter=0.0)
+"""Inline commits and exact alarm retries: worker threads and jitter are invisible to
+``MockClock``."""
 
 
 class TestRuntime:
@@ -44,11 +55,13 @@ class TestRuntime:
         self,
         data_dir: Path,
         objects: Mapping[str, type[DurableObject]],
-        options: Mapping[str, object],
+        options: RuntimeOptions,
+        env: Mapping[str, object] | None = None,
     ) -> None:
         self.data_dir = data_dir
         self._objects = dict(objects)
-        self._options = {**TEST_DEFAULTS, **options}
+        self._options = options
+        self._env = env
         self._runtime: Runtime | None = None
         self._namespaces: dict[str, Namespace] = {}
         self._switch = trio.Event()
@@ -165,7 +178,8 @@ class TestRuntime:
         started = False
         while True:
             self._switch = trio.Event()
-            async with open_runtime(self.data_dir, self._objects, **self._options) as runtime:  # type: ignore[arg-type]  # options checked by open_runtime
+            async with open_runtime(self.data_dir, self._objects, options=self._options,
+                                    env=self._env) as runtime:
                 self._attach(runtime)
                 if started:
                     self.restarts += 1
@@ -197,14 +211,18 @@ class TestRuntime:
 async def open_test_runtime(
     data_dir: str | os.PathLike[str],
     objects: Mapping[str, type[DurableObject]],
-    **runtime_options: object,
+    *,
+    options: RuntimeOptions | None = None,
+    env: Mapping[str, object] | None = None,
+    **settings: Unpack[RuntimeSettings],
 ) -> AsyncIterator[TestRuntime]:
     """A :class:`TestRuntime` over ``data_dir`` (a test's ``tmp_path``), closed on exit.
 
-    ``runtime_options`` are :func:`runtime.open_runtime`'s; the test defaults are
-    ``durability="normal"`` and ``alarm_retry_jitter=0``.
+    ``options``, ``env`` and the keywords are :func:`runtime.open_runtime`'s; the test
+    defaults (``TEST_DEFAULTS``) are ``durability="normal"`` and ``alarm_retry_jitter=0``.
     """
-    test_runtime = TestRuntime(Path(data_dir), objects, runtime_options)
+    options = attrs.evolve(options or TEST_DEFAULTS, **settings)
+    test_runtime = TestRuntime(Path(data_dir), objects, options, env)
     body_error: BaseException | None = None
     async with trio.open_nursery() as nursery:
         await nursery.start(test_runtime._serve)

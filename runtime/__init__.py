@@ -26,6 +26,8 @@ if typing.TYPE_CHECKING:
     from ._engine import Lease as Lease
     from ._engine import Namespace as Namespace
     from ._engine import Runtime as Runtime
+    from ._engine import RuntimeOptions as RuntimeOptions
+    from ._engine import RuntimeSettings as RuntimeSettings
     from ._engine import RuntimeStatistics as RuntimeStatistics
     from ._engine import SingleProcessCoordinator as SingleProcessCoordinator
     from ._engine import Stub as Stub
@@ -46,6 +48,8 @@ _PACKAGE_OF: dict[str, str] = {
     "Lease": "runtime._engine",
     "Namespace": "runtime._engine",
     "Runtime": "runtime._engine",
+    "RuntimeOptions": "runtime._engine",
+    "RuntimeSettings": "runtime._engine",
     "RuntimeStatistics": "runtime._engine",
     "SingleProcessCoordinator": "runtime._engine",
     "Stub": "runtime._engine",
@@ -90,6 +94,8 @@ __all__ = [
     "RemoteWebSocket",
     "RetryPolicy",
     "Runtime",
+    "RuntimeOptions",
+    "RuntimeSettings",
     "RuntimeStatistics",
     "SingleProcessCoordinator",
     "Stub",

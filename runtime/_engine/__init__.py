@@ -18,6 +18,8 @@ from ._memory import release_freed_memory as release_freed_memory
 from ._namespace import Call as Call
 from ._namespace import Namespace as Namespace
 from ._namespace import Stub as Stub
+from ._options import RuntimeOptions as RuntimeOptions
+from ._options import RuntimeSettings as RuntimeSettings
 from ._router import TRIM_DELAY as TRIM_DELAY
 from ._runtime import Runtime as Runtime
 from ._runtime import RuntimeStatistics as RuntimeStatistics

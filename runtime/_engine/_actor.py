@@ -128,13 +128,13 @@ class Actor:
     # -- admission (synchronous: a call is queued the moment it is made) -------------------
 
     def submit(self, event: Event) -> None:
-        if len(self.events) >= self.router.max_queued_per_object:
+        if len(self.events) >= self.router.options.max_queued_per_object:
             self.router.overloads += 1
             event.reply.fail(
                 OverloadedError(
                     f"Durable Object is overloaded. Too many requests queued. ({self.label} "
                     f"has {len(self.events)} events waiting; the limit is "
-                    f"{self.router.max_queued_per_object})",
+                    f"{self.router.options.max_queued_per_object})",
                     object_id=self.id.hex,
                 )
             )
@@ -215,7 +215,7 @@ class Actor:
         self._lease = await self.router.coordinator.acquire(self.key)
         try:
             storage = open_storage(
-                self.path, durability=self.router.durability, name=self.id.name,
+                self.path, durability=self.router.options.durability, name=self.id.name,
                 namespace=self.binding, class_name=self.cls.__qualname__,
                 label=f"the file of {scoped_label}",
             )

@@ -181,16 +181,14 @@ class AlarmScheduler:
         index: AlarmIndex,
         classes: Mapping[str, type[DurableObject]],
         *,
-        max_concurrent: int,
-        retry_jitter: float,
         rng: random.Random | None = None,
     ) -> None:
         self._router = router
         self._index = index
         self._classes = dict(classes)
         self._keys = {binding: namespace_key(router.id_scope + binding) for binding in classes}
-        self._limiter = trio.CapacityLimiter(max_concurrent)
-        self.retry_jitter = retry_jitter
+        self._limiter = trio.CapacityLimiter(router.options.max_concurrent_alarms)
+        self.retry_jitter = router.options.alarm_retry_jitter
         self.rng = rng or random.Random()
         self._pending: dict[str, _Due] = {}
         self._firing: dict[str, float] = {}

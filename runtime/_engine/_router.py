@@ -18,7 +18,6 @@ from pathlib import Path
 import trio
 
 from actors import DurableObject, ObjectId, RuntimeClosedError
-from storage import Durability
 
 from ._actor import Actor
 from ._alarms import AlarmScheduler
@@ -26,6 +25,7 @@ from ._coordinator import Coordinator
 from ._descriptors import DescriptorBudget, process_budget
 from ._event import Event
 from ._memory import can_release_memory, release_freed_memory
+from ._options import RuntimeOptions
 from ._sockets import SocketRegistry
 
 log = logging.getLogger("dobox.runtime")
@@ -71,15 +71,9 @@ class Router:
         *,
         nursery: trio.Nursery,
         data_dir: Path,
+        options: RuntimeOptions,
         coordinator: Coordinator,
         env: dict[str, object],
-        durability: Durability,
-        idle_timeout: float,
-        idle_connection_timeout: float | None,
-        max_live_objects: int,
-        max_queued_per_object: int,
-        event_timeout: float | None,
-        max_websockets_per_object: int = 32_768,
         id_scope: str = "",
         descriptors: DescriptorBudget | None = None,
     ) -> None:
@@ -91,16 +85,13 @@ class Router:
         """Mixed into every namespace's id key: the server gives each tenant its own, so the
         same name in two tenants is two different ids."""
         self.data_dir = data_dir
+        self.options = options
         self.coordinator = coordinator
         self.env = env
-        self.durability: Durability = durability
-        self.idle_timeout = idle_timeout
-        self.idle_connection_timeout = (
-            math.inf if idle_connection_timeout is None else idle_connection_timeout
-        )
-        self.max_live_objects = max_live_objects
-        self.max_queued_per_object = max_queued_per_object
-        self.event_timeout = math.inf if event_timeout is None else event_timeout
+        self.idle_timeout = options.idle_timeout
+        self.idle_connection_timeout = options.connection_time_limit
+        self.max_live_objects = options.max_live_objects
+        self.event_timeout = options.event_time_limit
         self.live: OrderedDict[str, Actor] = OrderedDict()
         """Live (activating, running or stopping-but-routable) objects, least recent first."""
         self.closing: dict[str, trio.Event] = {}
@@ -117,7 +108,7 @@ class Router:
         self._timer: trio.CancelScope | None = None
         self._trim_pending = not can_release_memory()  # True: never schedule one
         self._made_dirs: set[Path] = set()
-        self.sockets = SocketRegistry(self, max_per_object=max_websockets_per_object)
+        self.sockets = SocketRegistry(self, max_per_object=options.max_websockets_per_object)
         """Accepted WebSockets: they outlive their objects' activations."""
         self.alarms: AlarmScheduler | None = None
         """Set by open_runtime once the alarm index is open."""

@@ -14,26 +14,29 @@ its callers get ``ObjectResetError``.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Unpack
 
 import attrs
 import trio
 
 from actors import DurableObject
-from storage import Durability, StorageError
+from storage import StorageError
 
 from ._alarms import AlarmIndex, AlarmScheduler
 from ._coordinator import Coordinator, SingleProcessCoordinator
 from ._descriptors import process_budget
 from ._namespace import Namespace
+from ._options import RuntimeOptions, RuntimeSettings
 from ._router import Router
 
 _BINDING = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+DEFAULT_OPTIONS = RuntimeOptions()
 
 
 @attrs.frozen
@@ -131,23 +134,17 @@ async def open_runtime(
     data_dir: str | os.PathLike[str],
     objects: Mapping[str, type[DurableObject]],
     *,
+    options: RuntimeOptions | None = None,
     env: Mapping[str, object] | None = None,
-    durability: Durability = "full",
-    idle_timeout: float = 70.0,
-    idle_connection_timeout: float | None = 10.0,
-    max_live_objects: int = 1_000,
-    max_queued_per_object: int = 1_000,
-    event_timeout: float | None = 30.0,
-    shutdown_grace: float = 30.0,
-    max_concurrent_alarms: int = 100,
-    alarm_retry_jitter: float = 0.25,
-    max_websockets_per_object: int = 32_768,
     coordinator: Coordinator | None = None,
     id_scope: str = "",
+    **settings: Unpack[RuntimeSettings],
 ) -> AsyncIterator[Runtime]:
     """Host ``objects`` (binding name -> ``DurableObject`` subclass) over ``data_dir``.
 
-    - ``env``: extra values objects see in ``self.env`` beside the namespaces.
+    The runtime's settings are ``options`` (a :class:`RuntimeOptions`), each changed by a
+    keyword of the same name (``durability="normal"``, ``idle_timeout=10``, ...):
+
     - ``durability``: ``"full"`` (fsync every commit), ``"normal"`` or ``"off"``.
     - ``idle_timeout``: seconds without events after which an object is evicted (its
       state stays on disk; the next event rehydrates it).
@@ -166,6 +163,11 @@ async def open_runtime(
       it (Durable Objects: up to 25%); 0 makes retries land on exact times, for tests.
     - ``max_websockets_per_object``: sockets one object may have accepted and open
       (Durable Objects: 32,768).
+
+    Besides them:
+
+    - ``env``: extra values objects see in ``self.env`` beside the namespaces.
+    - ``coordinator``: who may activate which object (default: this process alone).
     - ``id_scope``: a prefix of every namespace's id key (the server passes ``"<tenant>/"``,
       so that the same name in two tenants gives two ids). Changing it changes every id.
 
@@ -174,15 +176,14 @@ async def open_runtime(
         StorageError: the data directory cannot be created or written (its message names
             it); nothing is left open.
     """
-    _check_options(objects, idle_timeout, idle_connection_timeout, max_live_objects,
-                   max_queued_per_object, event_timeout, shutdown_grace, durability,
-                   max_concurrent_alarms, alarm_retry_jitter, max_websockets_per_object)
+    options = attrs.evolve(options or DEFAULT_OPTIONS, **settings)
+    _check_objects(objects)
     root = _data_directory(data_dir)
     descriptors = process_budget()
     await descriptors.acquire(f"the alarm index of {root}")  # its files count too
     try:
         index = AlarmIndex.open(
-            root, objects, synchronous="FULL" if durability == "full" else "NORMAL"
+            root, objects, synchronous="FULL" if options.durability == "full" else "NORMAL"
         )
     except BaseException:
         descriptors.release()
@@ -193,25 +194,16 @@ async def open_runtime(
             router = Router(
                 nursery=nursery,
                 data_dir=root,
+                options=options,
                 coordinator=coordinator or SingleProcessCoordinator(),
                 env={},
-                durability=durability,
-                idle_timeout=idle_timeout,
-                idle_connection_timeout=idle_connection_timeout,
-                max_live_objects=max_live_objects,
-                max_queued_per_object=max_queued_per_object,
-                event_timeout=event_timeout,
-                max_websockets_per_object=max_websockets_per_object,
                 id_scope=id_scope,
                 descriptors=descriptors,
             )
             runtime = Runtime(router, objects)
             router.env.update(env or {})
             router.env.update(runtime._namespaces)
-            router.alarms = AlarmScheduler(
-                router, index, objects, max_concurrent=max_concurrent_alarms,
-                retry_jitter=alarm_retry_jitter,
-            )
+            router.alarms = AlarmScheduler(router, index, objects)
             nursery.start_soon(router.keep_time, name="dobox timekeeper")
             nursery.start_soon(router.alarms.run, name="dobox alarms")
             try:
@@ -223,7 +215,7 @@ async def open_runtime(
                 body_error = exc
             finally:
                 with trio.CancelScope(shield=True) as grace:
-                    grace.deadline = trio.current_time() + shutdown_grace
+                    grace.deadline = trio.current_time() + options.shutdown_grace
                     await router.drain()
                 nursery.cancel_scope.cancel()
     finally:
@@ -248,19 +240,7 @@ def _data_directory(data_dir: str | os.PathLike[str]) -> Path:
     return root
 
 
-def _check_options(
-    objects: Mapping[str, type[DurableObject]],
-    idle_timeout: float,
-    idle_connection_timeout: float | None,
-    max_live_objects: int,
-    max_queued_per_object: int,
-    event_timeout: float | None,
-    shutdown_grace: float,
-    durability: str,
-    max_concurrent_alarms: int,
-    alarm_retry_jitter: float,
-    max_websockets_per_object: int,
-) -> None:
+def _check_objects(objects: Mapping[str, type[DurableObject]]) -> None:
     if not objects:
         raise ValueError("open_runtime() needs at least one binding in objects={...}")
     for binding, cls in objects.items():
@@ -271,24 +251,3 @@ def _check_options(
             )
         if not (isinstance(cls, type) and issubclass(cls, DurableObject)):
             raise TypeError(f"objects[{binding!r}] must be a DurableObject subclass, not {cls!r}")
-    for name, value in (("idle_timeout", idle_timeout), ("shutdown_grace", shutdown_grace)):
-        if not value > 0:
-            raise ValueError(f"{name} must be positive, not {value!r}")
-    if idle_connection_timeout is not None and not idle_connection_timeout > 0:
-        raise ValueError(
-            f"idle_connection_timeout must be positive or None, not {idle_connection_timeout!r}"
-        )
-    if event_timeout is not None and not event_timeout > 0:
-        raise ValueError(f"event_timeout must be positive or None, not {event_timeout!r}")
-    for name, count in (("max_live_objects", max_live_objects),
-                        ("max_queued_per_object", max_queued_per_object),
-                        ("max_concurrent_alarms", max_concurrent_alarms),
-                        ("max_websockets_per_object", max_websockets_per_object)):
-        if not (isinstance(count, int) and count >= 1):
-            raise ValueError(f"{name} must be an int >= 1, not {count!r}")
-    if durability not in ("full", "normal", "off"):
-        raise ValueError(f"durability must be 'full', 'normal' or 'off', not {durability!r}")
-    if math.isnan(idle_timeout):
-        raise ValueError("idle_timeout must be a number")
-    if not 0 <= alarm_retry_jitter <= 1:
-        raise ValueError(f"alarm_retry_jitter must be between 0 and 1, not {alarm_retry_jitter!r}")

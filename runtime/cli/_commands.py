@@ -21,9 +21,9 @@ import trio
 
 from actors import DurableObject
 from actors._websocket import MAX_MESSAGE_SIZE
-from runtime._engine import open_runtime, raise_open_file_limit
+from runtime._engine import RuntimeOptions, open_runtime, raise_open_file_limit
 from runtime.server import DoboxApp
-from storage import ForbiddenSqlError
+from storage import Durability, ForbiddenSqlError
 
 from ._backup import backup, object_files, restore
 from ._inspect import (
@@ -141,7 +141,7 @@ _TENANT = click.option("--tenant", default=None, help="A server tenant's objects
 @click.option("--max-queued", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Events waiting per object before more are refused (503, overloaded).")
 def serve(objects_spec: str, data: Path, host: str, port: int, tokens: Path | None,
-          durability: str, idle_timeout: float, request_timeout: float,
+          durability: Durability, idle_timeout: float, request_timeout: float,
           max_queued: int) -> None:
     """Serve the objects named by MODULE:OBJECTS (a dict of binding to class) over HTTP."""
     import uvicorn  # imported here: the other commands do not need a server
@@ -155,8 +155,9 @@ def serve(objects_spec: str, data: Path, host: str, port: int, tokens: Path | No
         click.echo("without --tokens the server binds to 127.0.0.1 only", err=True)
         host = "127.0.0.1"
     app = DoboxApp(data, objects, tokens=tenant_tokens, request_timeout=request_timeout,
-                   runtime_options={"durability": durability, "idle_timeout": idle_timeout,
-                                    "max_queued_per_object": max_queued})
+                   runtime_options=RuntimeOptions(durability=durability,
+                                                  idle_timeout=idle_timeout,
+                                                  max_queued_per_object=max_queued))
     raise_open_file_limit()  # the common soft limit, 1,024, allows a few hundred objects
     config = uvicorn.Config(app, host=host, port=port, loop="uvloop", http="httptools",
                             lifespan="on", log_level="warning",

@@ -51,7 +51,7 @@ from actors import (
 )
 from actors._ids import check_name
 from actors._websocket import WebSocket
-from runtime._engine import Runtime, open_runtime
+from runtime._engine import Runtime, RuntimeOptions, open_runtime
 from runtime._names import TENANT
 from storage import DoboxError, StorageFullError, UnsupportedValueError
 
@@ -95,7 +95,7 @@ class DoboxApp:
         tokens: Mapping[str, str] | None = None,
         max_body: int = 1 << 20,
         request_timeout: float = 30.0,
-        runtime_options: Mapping[str, object] | None = None,
+        runtime_options: RuntimeOptions | None = None,
         tenant_idle_timeout: float | None = None,
     ) -> None:
         self.data_dir = data_dir
@@ -103,16 +103,15 @@ class DoboxApp:
         self.tokens = dict(tokens) if tokens is not None else None
         self.max_body = max_body
         self.request_timeout = request_timeout
-        self.runtime_options = dict(runtime_options or {})
+        self.runtime_options = runtime_options or RuntimeOptions()
         self._exit_stack = AsyncExitStack()
         self._portal: TrioPortal | None = None
         self._trio_nursery: trio.Nursery | None = None
         """Set when the app runs inside trio itself (hypercorn's trio worker): no bridge."""
-        idle_timeout = self.runtime_options.get("idle_timeout", 70.0)
         self.tenants = Tenants(
             self._open_tenant,
             idle_timeout=tenant_idle_timeout if tenant_idle_timeout is not None
-            else float(idle_timeout),  # type: ignore[arg-type]  # checked by open_runtime
+            else self.runtime_options.idle_timeout,
             nursery=self._nursery)
         self.metrics = ServerMetrics(lambda: self.tenants.open)
 
@@ -288,7 +287,7 @@ class DoboxApp:
 
     def _open_tenant(self, tenant: str) -> AbstractAsyncContextManager[Runtime]:
         return open_runtime(self.data_dir / "tenants" / tenant, self.objects,
-                            id_scope=f"{tenant}/", **self.runtime_options)  # type: ignore[arg-type]  # checked by open_runtime
+                            options=self.runtime_options, id_scope=f"{tenant}/")
 
     async def _rpc(self, tenant: str, binding: str, name: str, method: str,
                    args: list[object], kwargs: dict[str, object]) -> object:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import attrs
 import httpx
 import pytest
 import trio
@@ -12,10 +13,11 @@ from actors import (
     DurableObject,
     InvalidArgumentsError,
     InvalidObjectId,
+    OverloadedError,
     RemoteError,
     UnknownMethodError,
 )
-from runtime import open_runtime
+from runtime import RuntimeOptions, RuntimeSettings, open_runtime
 from storage import UnsupportedValueError
 from tests.helpers import Counter, committed_view
 from tests.runtime.server_objects import Guarded
@@ -245,3 +247,29 @@ async def test_bad_numeric_options(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match=option.split("_")[0]):
             async with open_runtime(tmp_path, objects={"C": Counter}, **{option: value}):
                 pass
+
+
+def test_runtime_settings_name_every_option() -> None:
+    assert set(RuntimeSettings.__annotations__) == set(attrs.fields_dict(RuntimeOptions))
+
+
+def test_bad_options_fail_when_made() -> None:
+    with pytest.raises(ValueError, match="idle_connection_timeout must be positive or None"):
+        RuntimeOptions(idle_connection_timeout=0)
+    with pytest.raises(ValueError, match="alarm_retry_jitter"):
+        RuntimeOptions(alarm_retry_jitter=2)
+
+
+async def test_options_pass_whole_and_keywords_change_them(tmp_path: Path) -> None:
+    options = RuntimeOptions(max_queued_per_object=1, durability="normal")
+    async with open_runtime(tmp_path, objects={"C": Counter}, options=options) as rt:
+        stub = rt.namespace("C").get_by_name("a")
+        first, second = stub.increment(), stub.increment()
+        assert await first == 1
+        with pytest.raises(OverloadedError):
+            await second
+    async with open_runtime(tmp_path, objects={"C": Counter}, options=options,
+                            max_queued_per_object=2) as rt:
+        stub = rt.namespace("C").get_by_name("a")
+        first, second = stub.increment(), stub.increment()
+        assert (await first, await second) == (2, 3)
