@@ -32,24 +32,21 @@ from ._collection_query import Expr, Field, OrderTerm, after_condition, order_te
 from ._collection_types import (
     Changes,
     Delete,
-    DuplicateKeyError,
     FullReload,
     Insert,
     Operation,
     Page,
-    RecordNotFoundError,
     Update,
     Upsert,
 )
 from ._collection_values import (
-    InvalidRecordError,
     decode_key,
     decode_record,
     encode_key,
     encode_record,
 )
 from ._database import Database
-from ._errors import DoboxError
+from ._errors import DoboxError, DuplicateKeyError, InvalidRecordError, RecordNotFoundError
 
 R = TypeVar("R")
 Record = dict[str, Any]  # type: ignore[explicit-any]  # a record's values are any JSON-like value

@@ -19,7 +19,8 @@ from collections.abc import Iterable, Sequence
 
 import attrs
 
-from ._collection_values import InvalidRecordError, sql_literal
+from ._collection_values import sql_literal
+from ._errors import InvalidRecordError
 
 _SEGMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+")
 IN_INLINE = 16

@@ -8,20 +8,7 @@ from typing import Generic, TypeVar
 
 import attrs
 
-from ._errors import DoboxError
-
 R = TypeVar("R")
-
-
-class RecordNotFoundError(DoboxError, KeyError):
-    """``update`` or ``get`` of a key the collection does not hold."""
-
-    def __str__(self) -> str:  # KeyError would show the message quoted
-        return str(self.args[0])
-
-
-class DuplicateKeyError(DoboxError, ValueError):
-    """``insert`` of a key the collection holds already (``upsert`` replaces instead)."""
 
 
 @attrs.frozen

@@ -34,15 +34,11 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from ._errors import DoboxError, UnsupportedValueError
+from ._errors import InvalidRecordError, UnsupportedValueError
 
 KEY_OFFSET = 1 << 63
 _UTC = dt.UTC
 TypeTags = list[tuple[list[str | int], str]]
-
-
-class InvalidRecordError(DoboxError, ValueError):
-    """A record (or key) a collection cannot store; the message names the field."""
 
 
 def encode_key(key: object) -> str:

@@ -21,11 +21,15 @@ that fits, so ``except ValueError`` keeps working for code that does not know do
     │   ├── InvalidKeyError             (also TypeError) a KV key that is not a ``str``
     │   └── CodecError                  (also ValueError) stored bytes that do not decode
     ├── UnsupportedValueError       (also TypeError) a value the codec cannot carry
+    ├── InvalidRecordError          (also ValueError) a record a collection cannot store
+    ├── RecordNotFoundError         (also KeyError) a collection holds no such key
+    ├── DuplicateKeyError           (also ValueError) insert of a key held already
     ├── SchemaMismatchError         the file's schema version differs from the class's
     └── MigrationError              a migration step failed; rolled back, backup kept
 
 The ``actors`` package adds the errors that callers of objects see (remote, overloaded,
-reset) under the same root.
+reset) under the same root, and ``runtime`` those of its server, client and tools; the whole
+tree, every package's branch together, is drawn in docs/reference/errors.md.
 
 SQLite's own exceptions never escape: they are translated where SQLite is called, with the
 original kept as ``__cause__``.
@@ -104,6 +108,21 @@ class CodecError(StorageError, ValueError):
 
 class UnsupportedValueError(DoboxError, TypeError):
     """The codec cannot carry this value. The message names its type and where it sits."""
+
+
+class InvalidRecordError(DoboxError, ValueError):
+    """A record (or key) a collection cannot store; the message names the field."""
+
+
+class RecordNotFoundError(DoboxError, KeyError):
+    """``update`` or ``get`` of a key the collection does not hold."""
+
+    def __str__(self) -> str:  # KeyError would show the message quoted
+        return str(self.args[0])
+
+
+class DuplicateKeyError(DoboxError, ValueError):
+    """``insert`` of a key the collection holds already (``upsert`` replaces instead)."""
 
 
 class SchemaMismatchError(DoboxError):

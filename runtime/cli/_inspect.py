@@ -22,12 +22,12 @@ from pathlib import Path
 
 import attrs
 
-from storage import Value, decode_value
+from storage import DoboxError, Value, decode_value
 
 _ID = re.compile(r"[0-9a-f]{64}")
 
 
-class InspectError(Exception):
+class InspectError(DoboxError):
     """What the inspection commands report instead of a traceback."""
 
 

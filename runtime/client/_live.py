@@ -21,7 +21,7 @@ from typing import Any
 import trio
 
 from actors._websocket import WebSocketClosed, WebSocketRejected
-from storage import Expr
+from storage import DoboxError, Expr
 
 from ._websocket import RemoteWebSocket
 
@@ -30,7 +30,7 @@ log = logging.getLogger("dobox.client")
 Connect = Callable[[], AbstractAsyncContextManager[RemoteWebSocket]]
 
 
-class LiveQueryError(Exception):
+class LiveQueryError(DoboxError):
     """The server refused the query itself (an unknown collection, a malformed
     condition): retrying cannot help."""
 

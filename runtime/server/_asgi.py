@@ -69,7 +69,7 @@ Send: TypeAlias = Callable[[Message], Awaitable[None]]
 DEFAULT_TENANT = "default"
 
 
-class HttpError(Exception):
+class HttpError(DoboxError):
     """An error answered with ``status`` and dobox's JSON error body."""
 
     def __init__(self, status: int, type_name: str, message: str, *,

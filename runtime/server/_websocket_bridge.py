@@ -29,6 +29,7 @@ import anyio
 import sniffio
 
 from actors._websocket import Frame, ReadyState, WebSocket, WebSocketClosed, message_size
+from storage import DoboxError
 
 Message = MutableMapping[str, object]
 
@@ -36,7 +37,7 @@ MAX_PENDING_BYTES = 16 * 1024 * 1024
 """Bytes sent by an object and not yet written to a slow client, per connection."""
 
 
-class ClientTooSlowError(Exception):
+class ClientTooSlowError(DoboxError):
     """The client did not read fast enough: too much was waiting to be sent to it."""
 
 
