@@ -27,6 +27,8 @@ from _common import run_with_scratch_dir
 
 from actors import DurableObject
 from runtime import open_runtime
+from storage._files import object_path, object_paths
+from storage._meta import KV_TABLE
 
 CALLERS = 32
 
@@ -146,10 +148,10 @@ async def cold_activation(directory: Path, objects: int = 500) -> dict[str, list
     held = []
     for i in range(objects, 2 * objects):
         object_id = namespace.id_from_name(f"o{i}").hex
-        path = data / "C" / object_id[:2] / f"{object_id}.sqlite"
+        path = object_path(data, "C", object_id)
         start = time.perf_counter()
         conn = sqlite3.connect(path, isolation_level=None)
-        conn.execute("SELECT value FROM _dobox_kv LIMIT 1").fetchone()
+        conn.execute(f"SELECT value FROM {KV_TABLE} LIMIT 1").fetchone()
         floor.append(time.perf_counter() - start)
         held.append(conn)
     for conn in held:
@@ -188,13 +190,13 @@ async def _probe_objects(data: Path, count: int, kind: str) -> str:
     growth."""
     tracemalloc.start()
     if kind == "raw":
-        paths = sorted(data.glob("C/*/*.sqlite"))[:count]  # noqa: ASYNC240 - a probe
+        paths = object_paths(data, "C")[:count]
         before = _memory_now()
         held = []
         for path in paths:
             conn = sqlite3.connect(path, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL").fetchone()
-            conn.execute("SELECT value FROM _dobox_kv LIMIT 1").fetchone()
+            conn.execute(f"SELECT value FROM {KV_TABLE} LIMIT 1").fetchone()
             held.append(conn)
         after = _memory_now()
     else:

@@ -38,6 +38,7 @@ from runtime import (
 )
 from runtime._engine import FORCE_ALARM, Actor, Event
 from storage import Value
+from storage._files import object_paths
 
 T = TypeVar("T")
 
@@ -157,11 +158,8 @@ class TestRuntime:
     def list_object_ids(self, binding: str) -> list[ObjectId]:
         """The ids of the objects of ``binding`` that have storage, in id order."""
         namespace = self.namespace(binding)
-        directory = self.data_dir / binding
-        return [
-            namespace.id_from_string(file.stem)
-            for file in sorted(directory.glob("*/*.sqlite"), key=lambda f: f.stem)
-        ]
+        return [namespace.id_from_string(file.stem)
+                for file in object_paths(self.data_dir, binding)]
 
     # -- the machinery --------------------------------------------------------------------
 

@@ -23,10 +23,11 @@ def error_classes() -> dict[str, type[BaseException]]:
             if module_info.name.endswith("__main__"):  # runs the command line
                 continue
             module = importlib.import_module(module_info.name)
-            for name, value in vars(module).items():
-                if (inspect.isclass(value) and issubclass(value, BaseException)
-                        and value.__module__ == module.__name__ and not name.startswith("_")):
-                    found[name] = value
+            found.update({
+                name: value for name, value in vars(module).items()
+                if inspect.isclass(value) and issubclass(value, BaseException)
+                and value.__module__ == module.__name__ and not name.startswith("_")
+            })
     return found
 
 

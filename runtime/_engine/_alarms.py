@@ -38,6 +38,7 @@ import trio
 from actors import DurableObject, ObjectId, ObjectResetError, OverloadedError, RemoteError
 from actors._ids import id_from_string, namespace_key
 from storage import StorageError
+from storage._files import object_paths, peek_alarm
 
 from ._event import Event
 
@@ -48,7 +49,7 @@ log = logging.getLogger("dobox.runtime")
 
 ALARM_RETRY_START = 2.0
 ALARM_MAX_RETRIES = 6
-INDEX_NAME = ".alarms.sqlite"
+ALARM_INDEX_NAME = ".alarms.sqlite"
 
 
 def retry_delay(retry: int, jitter: float, rng: random.Random) -> float:
@@ -85,14 +86,14 @@ class AlarmIndex:
             StorageError: the data directory cannot hold it (read-only, no permission, a
                 full disk); nothing is left open.
         """
-        path = data_dir / INDEX_NAME
+        path = data_dir / ALARM_INDEX_NAME
         existed = path.exists()
         try:
             index = cls(path, synchronous=synchronous)
         except sqlite3.Error as exc:
             raise StorageError(
-                f"cannot use the data directory {data_dir}: opening {INDEX_NAME} in it failed "
-                f"({exc}); is it writable, with space left?") from exc
+                f"cannot use the data directory {data_dir}: opening {ALARM_INDEX_NAME} in it "
+                f"failed ({exc}); is it writable, with space left?") from exc
         if not existed:
             try:
                 index._rebuild(data_dir, bindings)
@@ -105,7 +106,7 @@ class AlarmIndex:
         found = 0
         self._conn.execute("BEGIN")
         for binding in bindings:
-            for file in sorted((data_dir / binding).glob("*/*.sqlite")):
+            for file in object_paths(data_dir, binding):
                 at = _alarm_in(file)
                 if at is not None:
                     key = f"{binding}/{file.stem}"
@@ -153,15 +154,10 @@ class AlarmIndex:
 def _alarm_in(file: Path) -> float | None:
     """The alarm recorded in an object file, read without locking or writing it."""
     try:
-        conn = sqlite3.connect(f"file:{file}?mode=ro", uri=True)
-        try:
-            row = conn.execute("SELECT value FROM _dobox_meta WHERE key = 'alarm'").fetchone()
-        finally:
-            conn.close()
+        return peek_alarm(file)
     except sqlite3.Error as exc:
         log.warning("could not read the alarm of %s: %s", file, exc)
         return None
-    return float(row[0]) if row is not None and isinstance(row[0], int | float) else None
 
 
 @attrs.frozen

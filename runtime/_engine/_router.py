@@ -18,6 +18,7 @@ from pathlib import Path
 import trio
 
 from actors import DurableObject, ObjectId, RuntimeClosedError
+from storage._files import object_path
 
 from ._actor import Actor
 from ._alarms import AlarmScheduler
@@ -132,7 +133,7 @@ class Router:
         return self._trio_start + (epoch - self._wall_start)
 
     def path_of(self, binding: str, object_id: ObjectId) -> Path:
-        return self.data_dir / binding / object_id.hex[:2] / f"{object_id.hex}.sqlite"
+        return object_path(self.data_dir, binding, object_id.hex)
 
     def submit(
         self, binding: str, cls: type[DurableObject], object_id: ObjectId, event: Event

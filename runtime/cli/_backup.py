@@ -15,17 +15,16 @@ refused unless ``overwrite`` is set.
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from runtime._engine import ALARM_INDEX_NAME
 from storage import ObjectLockedError
+from storage._files import is_object_file
 from storage._lock import acquire_file_lock
 
 from ._inspect import IN_USE_WAIT, InspectError, ObjectInUseError, in_use, in_use_message
-
-_OBJECT_FILE = re.compile(r"[0-9a-f]{64}\.sqlite")
 
 
 def object_files(root: Path) -> Iterator[Path]:
@@ -34,7 +33,7 @@ def object_files(root: Path) -> Iterator[Path]:
         raise InspectError(f"{root} is not a directory")
     for path in sorted(root.rglob("*.sqlite")):
         relative = path.relative_to(root)
-        if _OBJECT_FILE.fullmatch(path.name) and not relative.parts[0].startswith("."):
+        if is_object_file(path) and not relative.parts[0].startswith("."):
             yield relative
 
 
@@ -89,10 +88,10 @@ def restore(backup_dir: Path, data: Path, *, overwrite: bool = False,
         count += 1
         if progress is not None:
             progress(relative)
-    index = data / ".alarms.sqlite"
+    index = data / ALARM_INDEX_NAME
     if count and index.exists():
         # Rebuilt from the restored files at the next start.
-        for stale in (index, *index.parent.glob(".alarms.sqlite-*")):
+        for stale in (index, *index.parent.glob(f"{ALARM_INDEX_NAME}-*")):
             stale.unlink()
     return count
 

@@ -9,22 +9,32 @@ for ``idle_connection_timeout``, 10 s by default) and an evicted one can be read
 delays the runtime's next use of the file by the length of its read. Nothing here ever
 writes.
 
-A data directory holds ``<namespace>/<id[:2]>/<id>.sqlite`` files; a server's holds one
-such tree per tenant under ``tenants/<tenant>/``.
+Where the files are and what their engine tables hold is storage's to say
+(``storage._files``); this module only reads them and reports.
 """
 
 from __future__ import annotations
 
-import re
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import attrs
 
 from storage import DoboxError, Value, decode_value
+from storage._files import (
+    OBJECT_ID,
+    find_object_paths,
+    namespace_of,
+    object_paths,
+    peek_kv,
+    peek_metadata,
+    peek_user_tables,
+)
 
-_ID = re.compile(r"[0-9a-f]{64}")
+T = TypeVar("T")
 
 
 class InspectError(DoboxError):
@@ -72,10 +82,9 @@ def list_objects(data: Path, *, tenant: str | None = None,
         if child.is_dir() and not child.name.startswith(".") and child.name != "tenants"
     )
     return [
-        _info(name, path, in_use_ok=True)  # a listing does not wait for busy objects
+        _info(path, in_use_ok=True)  # a listing does not wait for busy objects
         for name in namespaces
-        for path in sorted((root / name).glob("*/*.sqlite"))
-        if _ID.fullmatch(path.stem)
+        for path in object_paths(root, name)
     ]
 
 
@@ -87,15 +96,15 @@ def find_object(data: Path, object_id: str, *, tenant: str | None = None) -> Obj
         InspectError: not a valid id, or no such object.
     """
     object_id = object_id.lower()
-    if not _ID.fullmatch(object_id):
+    if not OBJECT_ID.fullmatch(object_id):
         raise InspectError(f"{object_id!r} is not an object id (64 hex digits)")
     root = root_of(data, tenant)
-    for path in sorted(root.glob(f"*/{object_id[:2]}/{object_id}.sqlite")):
-        return _info(path.parent.parent.name, path)
+    for path in find_object_paths(root, object_id):
+        return _info(path)
     raise InspectError(f"no object {object_id} under {root}")
 
 
-def _info(namespace: str, path: Path, *, in_use_ok: bool = False) -> ObjectInfo:
+def _info(path: Path, *, in_use_ok: bool = False) -> ObjectInfo:
     """Raises: ObjectInUseError, unless ``in_use_ok`` (then without waiting, and the info
     says ``in_use``)."""
     size = path.stat().st_size
@@ -103,23 +112,20 @@ def _info(namespace: str, path: Path, *, in_use_ok: bool = False) -> ObjectInfo:
     if wal.exists():
         size += wal.stat().st_size
     try:
-        meta: dict[object, object] = dict(_query(
-            path, "SELECT key, value FROM _dobox_meta", wait=0 if in_use_ok else IN_USE_WAIT
-        )[1])
+        meta = _read(path, peek_metadata, wait=0 if in_use_ok else IN_USE_WAIT)
     except ObjectInUseError:
         if not in_use_ok:
             raise
-        return ObjectInfo(namespace=namespace, id=path.stem, name=None, class_name=None,
-                          schema_version=None, alarm=None, size=size, path=path, in_use=True)
-    version, alarm = meta.get("schema_version"), meta.get("alarm")
-    name, class_name = meta.get("name"), meta.get("class")
+        return ObjectInfo(namespace=namespace_of(path), id=path.stem, name=None,
+                          class_name=None, schema_version=None, alarm=None, size=size,
+                          path=path, in_use=True)
     return ObjectInfo(
-        namespace=namespace,
+        namespace=namespace_of(path),
         id=path.stem,
-        name=name if isinstance(name, str) else None,
-        class_name=class_name if isinstance(class_name, str) else None,
-        schema_version=version if isinstance(version, int) else None,
-        alarm=float(alarm) if isinstance(alarm, int | float) else None,
+        name=meta.name,
+        class_name=meta.class_name,
+        schema_version=meta.schema_version,
+        alarm=meta.alarm,
         size=size,
         path=path,
     )
@@ -127,9 +133,7 @@ def _info(namespace: str, path: Path, *, in_use_ok: bool = False) -> ObjectInfo:
 
 def kv_pairs(info: ObjectInfo) -> Iterator[tuple[str, Value]]:
     """The object's KV pairs in key order, values decoded (damaged ones shown as such)."""
-    _, rows = _query(info.path, "SELECT key, value FROM _dobox_kv ORDER BY key")
-    for raw_key, raw_value in rows:
-        key = bytes(raw_key).decode("utf-8", "replace")
+    for key, raw_value in _read(info.path, lambda conn: list(peek_kv(conn))):
         try:
             yield key, decode_value(raw_value)
         except ValueError as exc:
@@ -138,13 +142,7 @@ def kv_pairs(info: ObjectInfo) -> Iterator[tuple[str, Value]]:
 
 def user_tables(info: ObjectInfo) -> list[tuple[str, int]]:
     """The object's own tables and their row counts."""
-    names = [
-        row[0] for row in _query(
-            info.path,
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%' "
-            "AND name NOT LIKE '\\_dobox\\_%' ESCAPE '\\' ORDER BY name",
-        )[1]
-    ]
+    names = _read(info.path, peek_user_tables)
     quoted = ['"' + name.replace('"', '""') + '"' for name in names]
     return [(name, _query(info.path, f"SELECT count(*) FROM {q}")[1][0][0])
             for name, q in zip(names, quoted, strict=True)]
@@ -159,28 +157,42 @@ def read_only_sql(info: ObjectInfo, query: str) -> tuple[list[str], list[tuple[V
     return _query(info.path, query)
 
 
-def _query(path: Path, query: str, *, wait: float = IN_USE_WAIT
-           ) -> tuple[list[str], list[tuple[Value, ...]]]:
-    """Raises:
-    ObjectInUseError: a runtime held the file for longer than ``wait`` seconds.
-    InspectError: SQLite refused the query.
+def _query(path: Path, query: str) -> tuple[list[str], list[tuple[Value, ...]]]:
+    """Column names and rows of ``query``; raises as :func:`_read`."""
+    def run(conn: sqlite3.Connection) -> tuple[list[str], list[tuple[Value, ...]]]:
+        cursor = conn.execute(query)
+        return [d[0] for d in cursor.description or ()], cursor.fetchall()
+
+    return _read(path, run)
+
+
+def _read(path: Path, read: Callable[[sqlite3.Connection], T], *,
+          wait: float = IN_USE_WAIT) -> T:
+    """``read(conn)`` on a read-only, query-only connection to the file.
+
+    Raises:
+        ObjectInUseError: a runtime held the file for longer than ``wait`` seconds.
+        InspectError: SQLite refused the read.
     """
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=wait)
-        try:
-            conn.execute("PRAGMA query_only = ON")
-            cursor = conn.execute(query)
-            columns = [d[0] for d in cursor.description or ()]
-            rows: list[tuple[Value, ...]] = cursor.fetchall()
-        finally:
-            conn.close()
+        with _read_only(path, wait) as conn:
+            return read(conn)
     except sqlite3.OperationalError as exc:
         if in_use(exc):
             raise ObjectInUseError(in_use_message(path)) from exc
         raise InspectError(f"{path}: {exc}") from exc
     except sqlite3.Error as exc:
         raise InspectError(f"{path}: {exc}") from exc
-    return columns, rows
+
+
+@contextmanager
+def _read_only(path: Path, wait: float) -> Iterator[sqlite3.Connection]:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=wait)
+    try:
+        conn.execute("PRAGMA query_only = ON")
+        yield conn
+    finally:
+        conn.close()
 
 
 def in_use(exc: sqlite3.Error) -> bool:
@@ -190,7 +202,7 @@ def in_use(exc: sqlite3.Error) -> bool:
 
 
 def in_use_message(path: Path) -> str:
-    return (f"{path.parent.parent.name}/{path.stem} is in use: a running dobox holds its "
+    return (f"{namespace_of(path)}/{path.stem} is in use: a running dobox holds its "
             "file while it serves it. It can be read once the object has had no events for "
             "idle_connection_timeout (10 s by default: the runtime then closes its connection), "
             "or once the server stops.")
