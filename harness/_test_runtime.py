@@ -36,9 +36,7 @@ from runtime import (
     Stub,
     open_runtime,
 )
-from runtime._engine import FORCE_ALARM, Actor, Event
-from storage import Value
-from storage._files import object_paths
+from runtime.lowlevel import Event, RuntimeControls
 
 T = TypeVar("T")
 
@@ -65,6 +63,8 @@ class TestRuntime:
         self._env = env
         self._runtime: Runtime | None = None
         self._namespaces: dict[str, Namespace] = {}
+        self._forward = _ToCurrentRuntime()
+        """Where the namespaces send their events: the runtime running now."""
         self._switch = trio.Event()
         self._restarted = trio.Event()
         self._stopping = False
@@ -111,11 +111,7 @@ class TestRuntime:
         """Reset the object as a failure would: its queued and running calls fail with
         ``ObjectResetError``, its uncommitted writes are lost, and the next call starts it
         afresh. Whether it was live (a crash of an object that is not live does nothing)."""
-        actor = self._actor(stub)
-        if actor is None:
-            return False
-        actor.reset("crashed by the test harness (crash())")
-        return True
+        return self.runtime.lowlevel.reset(stub, "crashed by the test harness (crash())")
 
     async def evict(self, stub: Stub) -> None:
         """Evict a live object as idleness would: admitted events finish, the file is
@@ -124,27 +120,18 @@ class TestRuntime:
         Raises:
             LookupError: the object is not live.
         """
-        actor = self._actor(stub)
-        if actor is None:
-            raise LookupError(f"{stub!r} is not live, so it cannot be evicted")
-        router = self.runtime._router
-        router.evictions += 1
-        router.retire(actor)
-        actor.stop()
-        await actor.closed.wait()
+        await self.runtime.lowlevel.evict(stub)
 
     async def run_in_object(
         self, stub: Stub, fn: Callable[[DurableObject, ObjectContext], T | Awaitable[T]]
     ) -> T:
         """Run ``fn(instance, ctx)`` inside the object, as one of its events (activating it if
         needed), and return what it returns, not copied. ``fn`` may be async."""
-        result: T = await self._send(stub, Event("run", "run_in_object", fn))
-        return result
+        return await self.runtime.lowlevel.run_in_object(stub, fn)
 
     async def run_alarm(self, stub: Stub) -> bool:
         """Run the object's pending alarm now, due or not; whether one ran."""
-        ran: bool = await self._send(stub, Event("alarm", "alarm", FORCE_ALARM))
-        return ran
+        return await self.runtime.lowlevel.run_alarm(stub)
 
     async def fail_next_commit(self, stub: Stub, error: BaseException | None = None) -> None:
         """Make the object's next commit that has writes fail, as a failing disk would: the
@@ -158,19 +145,10 @@ class TestRuntime:
     def list_object_ids(self, binding: str) -> list[ObjectId]:
         """The ids of the objects of ``binding`` that have storage, in id order."""
         namespace = self.namespace(binding)
-        return [namespace.id_from_string(file.stem)
-                for file in object_paths(self.data_dir, binding)]
+        return [namespace.id_from_string(object_hex)
+                for object_hex in self.runtime.lowlevel.stored_object_ids(binding)]
 
     # -- the machinery --------------------------------------------------------------------
-
-    def _actor(self, stub: Stub) -> Actor | None:
-        key = f"{stub._namespace.binding}/{stub.id.hex}"
-        return self.runtime._router.live.get(key)
-
-    async def _send(self, stub: Stub, event: Event) -> Value:
-        namespace = self.namespace(stub._namespace.binding)
-        namespace._router.submit(namespace.binding, namespace.cls, stub.id, event)
-        return await event.reply.wait()
 
     async def _serve(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         started = False
@@ -192,17 +170,35 @@ class TestRuntime:
 
     def _attach(self, runtime: Runtime) -> None:
         self._runtime = runtime
+        self._forward.target = runtime.lowlevel
         for binding in runtime.bindings:
-            inner = runtime.namespace(binding)
+            cls = runtime.namespace(binding).cls
             if binding in self._namespaces:
-                self._namespaces[binding]._router = inner._router
-                self._namespaces[binding].cls = inner.cls
+                self._namespaces[binding].cls = cls  # restart(objects=...) deployed new code
             else:
-                self._namespaces[binding] = Namespace(inner._router, binding, inner.cls)
+                self._namespaces[binding] = Namespace(self._forward, binding, cls)
 
     async def _stop(self) -> None:
         self._stopping = True
         self._switch.set()
+
+
+class _ToCurrentRuntime:
+    """An ``EventSink`` that forwards to the runtime running now, so the test runtime's
+    namespaces and stubs outlive restarts. Between two runtimes, events go to the one that
+    stopped, which refuses them (``RuntimeClosedError``), as a real restart would."""
+
+    def __init__(self) -> None:
+        self.target: RuntimeControls | None = None
+
+    @property
+    def id_scope(self) -> str:
+        return ""
+
+    def submit(self, binding: str, cls: type[DurableObject], object_id: ObjectId,
+               event: Event) -> None:
+        assert self.target is not None, "namespaces are made when the first runtime starts"
+        self.target.submit(binding, cls, object_id, event)
 
 
 @asynccontextmanager

@@ -24,8 +24,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "runtime.cli": {"actors", "storage", "runtime._engine", "runtime.server"},
     "runtime": {"actors", "storage", "runtime._engine", "runtime.client", "runtime.server",
                 "runtime.cli"},
-    "harness": {"actors", "storage", "runtime", "runtime._engine", "runtime.client",
-                "runtime.server"},
+    "harness": {"actors", "storage", "runtime", "runtime.client", "runtime.server"},
 }
 
 ROLE_PACKAGES = ("runtime._engine", "runtime.client", "runtime.server", "runtime.cli")

@@ -6,14 +6,14 @@ the command line and the harness import what they use from here, never from the 
 inside.
 """
 
-from ._actor import Actor as Actor
 from ._alarms import ALARM_INDEX_NAME as ALARM_INDEX_NAME
 from ._coordinator import Coordinator as Coordinator
 from ._coordinator import Lease as Lease
 from ._coordinator import SingleProcessCoordinator as SingleProcessCoordinator
 from ._descriptors import raise_open_file_limit as raise_open_file_limit
-from ._event import FORCE_ALARM as FORCE_ALARM
 from ._event import Event as Event
+from ._lowlevel import EventSink as EventSink
+from ._lowlevel import RuntimeControls as RuntimeControls
 from ._memory import can_release_memory as can_release_memory
 from ._memory import release_freed_memory as release_freed_memory
 from ._namespace import Call as Call

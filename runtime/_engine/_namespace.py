@@ -37,7 +37,7 @@ from ._event import NO_ARGUMENTS, Event, EventKind
 from ._http import copy_request
 
 if TYPE_CHECKING:
-    from ._router import Router
+    from ._lowlevel import EventSink
 
 
 class Namespace:
@@ -45,7 +45,7 @@ class Namespace:
 
     __slots__ = ("_key", "_router", "binding", "cls")
 
-    def __init__(self, router: Router, binding: str, cls: type[DurableObject]) -> None:
+    def __init__(self, router: EventSink, binding: str, cls: type[DurableObject]) -> None:
         self._router = router
         self.binding = binding
         self.cls = cls

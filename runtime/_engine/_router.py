@@ -169,15 +169,16 @@ class Router:
         while len(self.live) > self.max_live_objects and self.idle_order:
             actor, _ = self.idle_order.popitem(last=False)
             log.debug("evicting %s (least recently used)", actor.label)
-            self._evict(actor)
+            self.evict(actor)
 
     def evict_least_recently_used(self) -> None:
         """Evict the idle object idle the longest (the descriptor budget needs room)."""
         actor, _ = self.idle_order.popitem(last=False)
         log.debug("evicting %s (open files are scarce)", actor.label)
-        self._evict(actor)
+        self.evict(actor)
 
-    def _evict(self, actor: Actor) -> None:
+    def evict(self, actor: Actor) -> None:
+        """Route nothing more to ``actor``; it finishes what it admitted and closes."""
         self.evictions += 1
         self.retire(actor)
         actor.stop()
@@ -234,7 +235,7 @@ class Router:
             for actor in _pop_idle_since(self.idle_order, now - self.idle_timeout):
                 if actor.idle:
                     log.debug("evicting %s (idle for %s s)", actor.label, self.idle_timeout)
-                    self._evict(actor)
+                    self.evict(actor)
             for actor in _pop_idle_since(self.connected_idle, now - self.idle_connection_timeout):
                 actor.suspend_connection()
 

@@ -30,6 +30,7 @@ from storage import StorageError
 from ._alarms import AlarmIndex, AlarmScheduler
 from ._coordinator import Coordinator, SingleProcessCoordinator
 from ._descriptors import process_budget
+from ._lowlevel import RuntimeControls
 from ._namespace import Namespace
 from ._options import RuntimeOptions, RuntimeSettings
 from ._router import Router
@@ -71,6 +72,8 @@ class Runtime:
         self._namespaces = {
             binding: Namespace(router, binding, cls) for binding, cls in objects.items()
         }
+        self.lowlevel = RuntimeControls(router, dict(objects))
+        """Levers on its objects for test harnesses and tools (``runtime.lowlevel``)."""
 
     @property
     def data_dir(self) -> Path:
