@@ -14,14 +14,12 @@ from ._descriptors import raise_open_file_limit as raise_open_file_limit
 from ._event import Event as Event
 from ._lowlevel import EventSink as EventSink
 from ._lowlevel import RuntimeControls as RuntimeControls
-from ._memory import can_release_memory as can_release_memory
-from ._memory import release_freed_memory as release_freed_memory
+from ._memory import MemoryRelease as MemoryRelease
 from ._namespace import Call as Call
 from ._namespace import Namespace as Namespace
 from ._namespace import Stub as Stub
 from ._options import RuntimeOptions as RuntimeOptions
 from ._options import RuntimeSettings as RuntimeSettings
-from ._router import TRIM_DELAY as TRIM_DELAY
 from ._runtime import Runtime as Runtime
-from ._runtime import RuntimeStatistics as RuntimeStatistics
 from ._runtime import open_runtime as open_runtime
+from ._statistics import RuntimeStatistics as RuntimeStatistics

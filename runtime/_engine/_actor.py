@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Literal, NoReturn, Protocol, TypeVar
 
 import trio
 
@@ -68,8 +68,16 @@ from ._http import copy_response
 if TYPE_CHECKING:
     from actors._websocket import WebSocket, WebSocketRequestResponsePair
 
-    from ._coordinator import Lease
-    from ._router import Router
+    from ._alarms import AlarmScheduler
+    from ._clock import Clock
+    from ._closing import ClosingFiles
+    from ._coordinator import Coordinator, Lease
+    from ._descriptors import DescriptorBudget
+    from ._memory import MemoryRelease
+    from ._options import RuntimeOptions
+    from ._sockets import SocketRegistry
+    from ._statistics import Counters
+    from ._timekeeper import Timekeeper
 
 T = TypeVar("T")
 log = logging.getLogger("dobox.runtime")
@@ -81,14 +89,47 @@ COMMIT_BATCH = 256
 State = Literal["activating", "running", "stopping", "dead"]
 
 
+class Site(Protocol):
+    """What an actor uses of the runtime that hosts it (the router is one).
+
+    Each member is one concept: the settings, the clock, the counters, who may own
+    objects, room for open files, the timekeeper, the files still closing, the sockets and
+    the alarms that outlive activations, and the router's own part, the table of live
+    objects, which ``retire``, ``idle`` and ``finished`` report to.
+    """
+
+    options: RuntimeOptions
+    clock: Clock
+    counters: Counters
+    env: dict[str, object]
+    data_dir: Path
+    id_scope: str
+    coordinator: Coordinator
+    descriptors: DescriptorBudget
+    timekeeper: Timekeeper
+    closing: ClosingFiles
+    memory: MemoryRelease
+    sockets: SocketRegistry
+    alarms: AlarmScheduler | None
+
+    def retire(self, actor: Actor) -> None:
+        """Route no more events to ``actor``."""
+
+    def idle(self, actor: Actor) -> None:
+        """``actor`` has had nothing to do since ``actor.last_active``."""
+
+    def finished(self, actor: Actor) -> None:
+        """``actor``'s file is closed."""
+
+
 class Actor:
     """One activation of one object, from its first event to its eviction or reset."""
 
     def __init__(
-        self, router: Router, binding: str, cls: type[DurableObject], object_id: ObjectId,
+        self, site: Site, binding: str, cls: type[DurableObject], object_id: ObjectId,
         path: Path,
     ) -> None:
-        self.router = router
+        self.site = site
         self.binding = binding
         self.cls = cls
         self.id = object_id
@@ -128,19 +169,19 @@ class Actor:
     # -- admission (synchronous: a call is queued the moment it is made) -------------------
 
     def submit(self, event: Event) -> None:
-        if len(self.events) >= self.router.options.max_queued_per_object:
-            self.router.overloads += 1
+        if len(self.events) >= self.site.options.max_queued_per_object:
+            self.site.counters.overloads += 1
             event.reply.fail(
                 OverloadedError(
                     f"Durable Object is overloaded. Too many requests queued. ({self.label} "
                     f"has {len(self.events)} events waiting; the limit is "
-                    f"{self.router.options.max_queued_per_object})",
+                    f"{self.site.options.max_queued_per_object})",
                     object_id=self.id.hex,
                 )
             )
             return
         if not self.events:
-            self.router.busy(self)
+            self.site.timekeeper.busy(self)
         self.events.add(event)
         self.mailbox.append(event)
         self._wakeup.set()
@@ -189,33 +230,33 @@ class Actor:
                     self.storage.close()
             if self._holds_descriptors:
                 self._holds_descriptors = False
-                self.router.descriptors.release()
+                self.site.descriptors.release()
             if self._lease is not None:
-                self.router.coordinator.release(self._lease)
+                self.site.coordinator.release(self._lease)
             if self.state != "dead":
                 self.state = "dead"
                 self._fail_all(lambda: ObjectResetError(
                     f"{self.label} stopped before answering", object_id=self.id.hex))
-            self.router.retire(self)
+            self.site.retire(self)
             self.closed.set()
-            self.router.finished(self)
+            self.site.finished(self)
 
     async def _activate(self) -> bool:
-        previous = self.router.closing.get(self.key)
+        previous = self.site.closing.previous(self.key)
         if previous is not None:
             await previous.wait()
-        await self.router.wait_for_closing_room()
-        scoped_label = f"{self.router.id_scope}{self.label}"  # with the tenant, if served
+        await self.site.closing.wait_for_room()
+        scoped_label = f"{self.site.id_scope}{self.label}"  # with the tenant, if served
         try:
-            await self.router.descriptors.acquire(scoped_label)
+            await self.site.descriptors.acquire(scoped_label)
         except OverloadedError as exc:
             self._die_activating(exc)
             return False
         self._holds_descriptors = True
-        self._lease = await self.router.coordinator.acquire(self.key)
+        self._lease = await self.site.coordinator.acquire(self.key)
         try:
             storage = open_storage(
-                self.path, durability=self.router.options.durability, name=self.id.name,
+                self.path, durability=self.site.options.durability, name=self.id.name,
                 namespace=self.binding, class_name=self.cls.__qualname__,
                 label=f"the file of {scoped_label}",
             )
@@ -227,7 +268,7 @@ class Actor:
             storage.apply_schema(
                 self.cls.schema_version, policy=schema_policy(self.cls),
                 migrations=self.cls.migrations,
-                backup_dir=self.router.data_dir / ".backups" / self.binding,
+                backup_dir=self.site.data_dir / ".backups" / self.binding,
             )
             # Collections are prepared as the object's schema is, before any code of it runs:
             # a sync-absent mismatch refuses the activation, with nothing changed.
@@ -239,17 +280,17 @@ class Actor:
         metadata = storage.metadata
         if self.id.name is None and metadata.name is not None:
             self.id = ObjectId(self.id.hex, metadata.name)
-        if self.router.alarms is not None:
+        if self.site.alarms is not None:
             # The file is the truth: a migration or a clear may have changed the alarm, and
             # a copied file may bring one the index has not seen.
-            self.router.alarms.reconcile(self.key, self.binding, self.id.hex, metadata.alarm)
+            self.site.alarms.reconcile(self.key, self.binding, self.id.hex, metadata.alarm)
         storage.exclusive = self._exclusive
         await self.gate.acquire()
         self._gate_owner = trio.lowlevel.current_task()
         self._blocking += 1
         token = current_host.set(self)
         try:
-            self.instance = self.cls(ObjectContext(self.id, storage, self), Env(self.router.env))
+            self.instance = self.cls(ObjectContext(self.id, storage, self), Env(self.site.env))
             await self.instance.on_start()
             if metadata.sync_pending:  # read above; on_start cannot change it
                 # Cleared by a schema change: refill from upstream (a class that clears
@@ -273,7 +314,7 @@ class Actor:
             self._release_gate()
         self.state = "stopping" if self._stop_requested else "running"
         if not self.events:
-            self.router.idle(self)
+            self.site.idle(self)
         log.debug("activated %s", self.label)
         return True
 
@@ -281,8 +322,8 @@ class Actor:
         log.warning("could not activate %s: %s (file %s)", self.label, error, self.path)
         self.state = "dead"
         self._fail_all(lambda: error)
-        self.router.retire(self)
-        self.router.sockets.close_object(self.key, 1011, f"the object cannot start: {error}")
+        self.site.retire(self)
+        self.site.sockets.close_object(self.key, 1011, f"the object cannot start: {error}")
 
     # -- the driver -----------------------------------------------------------------------
 
@@ -312,13 +353,13 @@ class Actor:
         await self.gate.acquire()
         self._gate_owner = trio.lowlevel.current_task()
         token = current_host.set(self)
-        self.router.started(event, self)
+        self.site.timekeeper.started(event, self)
         try:
             outcome = await self._handle(event)
             if outcome is not None and self.state != "dead":
                 self._finish(event, outcome)
         finally:
-            self.router.ended(event)
+            self.site.timekeeper.ended(event)
             current_host.reset(token)
             self._release_gate()
 
@@ -359,7 +400,7 @@ class Actor:
         """Called by the router's timekeeper when ``event`` ran past ``event_timeout``."""
         self.reset(
             "Actor exceeded event execution time and was disconnected "
-            f"({event.describe()} ran past {self.router.event_timeout} s)"
+            f"({event.describe()} ran past {self.site.options.event_timeout} s)"
         )
 
     async def _dispatch(self, event: Event) -> object:
@@ -394,7 +435,7 @@ class Actor:
         storage = self.storage
         assert storage is not None
         meta = storage.metadata
-        now = self.router.now()
+        now = self.site.clock.now()
         # A millisecond's slack for the float round trip between trio's clock and epoch time.
         if meta.alarm is None or (meta.alarm > now + 0.001 and not force):
             return False  # deleted or moved later since it was scheduled
@@ -409,10 +450,10 @@ class Actor:
             await handler(AlarmInfo(retry_count=retry, is_retry=retry > 0))
         except Exception:
             if storage.get_alarm_sync() is None:  # a new alarm set by the handler wins
-                scheduler = self.router.alarms
+                scheduler = self.site.alarms
                 if retry < ALARM_MAX_RETRIES and scheduler is not None:
                     delay = retry_delay(retry + 1, scheduler.retry_jitter, scheduler.rng)
-                    storage.set_alarm_retry(self.router.now() + delay, retry + 1)
+                    storage.set_alarm_retry(self.site.clock.now() + delay, retry + 1)
                 else:
                     log.error("the alarm of %s raised on its last retry (%d); dropped",
                               self.label, retry)
@@ -439,7 +480,7 @@ class Actor:
         self.events.discard(event)
         if not self.events and not self._background:
             self.last_active = trio.current_time()
-            self.router.idle(self)
+            self.site.idle(self)
         if isinstance(outcome, BaseException):
             event.reply.fail(outcome)
         else:
@@ -460,19 +501,19 @@ class Actor:
         batch, self._to_reply = self._to_reply, []
         storage = self.storage
         assert storage is not None
-        alarms = self.router.alarms if storage.alarm_changed else None
+        alarms = self.site.alarms if storage.alarm_changed else None
         alarm_at = storage.get_alarm_sync() if alarms is not None else None
         try:
             if storage.has_uncommitted_writes:
                 started = time.perf_counter()
-                self.router.commits += 1
+                self.site.counters.commits += 1
                 if alarms is not None:  # the index may hold more than the files, never less
                     alarms.before_commit(self.key, self.binding, self.id.hex, alarm_at)
                 if storage.durability == "full":
                     await storage.sync()  # the fsync runs in a thread; other objects go on
                 else:
                     storage.commit()
-                self.router.commit_seconds += time.perf_counter() - started
+                self.site.counters.commit_seconds += time.perf_counter() - started
         except DoboxError as exc:
             if not self._reset_on_storage_fault():
                 self.reset(f"its writes could not be committed: {exc}", cause=exc)
@@ -503,7 +544,7 @@ class Actor:
                 storage.suspend()
             finally:
                 self.gate.release()
-            self.router.memory_freed()
+            self.site.memory.soon()
 
     async def _suspend_in_thread(self, storage: Storage) -> None:
         await self.gate.acquire()
@@ -511,7 +552,7 @@ class Actor:
         try:
             if not storage.suspended and storage.can_suspend and not self.events:
                 await trio.to_thread.run_sync(storage.suspend)
-                self.router.memory_freed()
+                self.site.memory.soon()
         finally:
             self._release_gate()
 
@@ -554,7 +595,7 @@ class Actor:
     # -- ObjectHost: what ctx offers the object ---------------------------------------------
 
     def now(self) -> float:
-        return self.router.now()
+        return self.site.clock.now()
 
     async def block_concurrency_while(self, fn: Callable[[], Awaitable[T]]) -> T:
         async with self._exclusive():
@@ -585,7 +626,7 @@ class Actor:
         if self._nursery is None or self.state not in ("activating", "running"):
             raise RuntimeError(f"{self.label} is not running; wait_until() cannot start")
         if not self.events and not self._background:
-            self.router.busy(self)
+            self.site.timekeeper.busy(self)
         self._background += 1
         self._nursery.start_soon(self._in_background, awaitable)
 
@@ -600,26 +641,26 @@ class Actor:
             self._background -= 1
             if not self.events and not self._background:
                 self.last_active = trio.current_time()
-                self.router.idle(self)
+                self.site.idle(self)
             self._wakeup.set()
 
     def abort(self, reason: str | None) -> NoReturn:
         raise ObjectAborted(reason or "aborted")
 
     def accept_websocket(self, ws: object, tags: Iterable[str]) -> None:
-        self.router.sockets.accept(self, ws, tags)
+        self.site.sockets.accept(self, ws, tags)
 
     def get_websockets(self, tag: str | None) -> list[WebSocket]:
-        return self.router.sockets.websockets(self, tag)
+        return self.site.sockets.websockets(self, tag)
 
     def get_tags(self, ws: WebSocket) -> list[str]:
-        return self.router.sockets.tags(self, ws)
+        return self.site.sockets.tags(self, ws)
 
     def set_websocket_auto_response(self, pair: WebSocketRequestResponsePair | None) -> None:
-        self.router.sockets.set_auto_response(self, pair)
+        self.site.sockets.set_auto_response(self, pair)
 
     def get_websocket_auto_response(self) -> WebSocketRequestResponsePair | None:
-        return self.router.sockets.auto_response(self)
+        return self.site.sockets.auto_response(self)
 
     # -- reset ----------------------------------------------------------------------------------
 
@@ -644,9 +685,9 @@ class Actor:
         if self.state == "dead":
             return
         self.state = "dead"
-        self.router.resets += 1
-        self.router.retire(self)
-        self.router.sockets.close_object(self.key)
+        self.site.counters.resets += 1
+        self.site.retire(self)
+        self.site.sockets.close_object(self.key)
         log.warning("reset %s: %s (file %s)", self.label, why, self.path)
 
         def error() -> ObjectResetError:

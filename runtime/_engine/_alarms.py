@@ -30,7 +30,7 @@ import random
 import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
 import trio
@@ -43,7 +43,22 @@ from storage._files import object_paths, peek_alarm
 from ._event import Event
 
 if TYPE_CHECKING:
-    from ._router import Router
+    from ._options import RuntimeOptions
+
+
+class AlarmsHost(Protocol):
+    """What the scheduler uses of its runtime (a router)."""
+
+    options: RuntimeOptions
+    id_scope: str
+    accepting: bool
+
+    def now(self) -> float: ...
+
+    def trio_time_of(self, epoch: float) -> float: ...
+
+    def submit(self, binding: str, cls: type[DurableObject], object_id: ObjectId,
+               event: Event) -> None: ...
 
 log = logging.getLogger("dobox.runtime")
 
@@ -173,7 +188,7 @@ class AlarmScheduler:
 
     def __init__(
         self,
-        router: Router,
+        router: AlarmsHost,
         index: AlarmIndex,
         classes: Mapping[str, type[DurableObject]],
         *,

@@ -16,14 +16,24 @@ from __future__ import annotations
 
 import resource
 import weakref
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import trio
 
 from actors import OverloadedError
 
-if TYPE_CHECKING:
-    from ._router import Router
+
+class Evictable(Protocol):
+    """A runtime whose idle objects the budget may evict to make room (a router)."""
+
+    @property
+    def closing(self) -> object:
+        """Its files still closing: true while there are any."""
+
+    def oldest_idle(self) -> float | None:
+        """Since when its object idle the longest has been idle (trio time), or None."""
+
+    def evict_least_recently_used(self) -> None: ...
 
 FILES_PER_OBJECT = 3
 MIN_RESERVE = 64
@@ -58,10 +68,10 @@ class DescriptorBudget:
         """The process's open-file limit the budget was derived from."""
         self.files = max(1, (limit - max(MIN_RESERVE, limit // 4)) // FILES_PER_OBJECT)
         self.open = 0
-        self._routers: weakref.WeakSet[Router] = weakref.WeakSet()
+        self._routers: weakref.WeakSet[Evictable] = weakref.WeakSet()
         self._room = trio.lowlevel.ParkingLot()
 
-    def register(self, router: Router) -> None:
+    def register(self, router: Evictable) -> None:
         """``router``'s idle objects may be evicted to make room for another's."""
         self._routers.add(router)
 
@@ -96,14 +106,14 @@ class DescriptorBudget:
         Objects already closing count as room on the way: wait for them first."""
         if any(router.closing for router in self._routers):
             return True  # Router.finished wakes the waiters
-        oldest: Router | None = None
+        oldest: tuple[float, Evictable] | None = None
         for router in self._routers:
-            if router.idle_order and (oldest is None or next(iter(router.idle_order)).last_active
-                                      < next(iter(oldest.idle_order)).last_active):
-                oldest = router
+            since = router.oldest_idle()
+            if since is not None and (oldest is None or since < oldest[0]):
+                oldest = (since, router)
         if oldest is None:
             return False
-        oldest.evict_least_recently_used()
+        oldest[1].evict_least_recently_used()
         return True
 
 

@@ -15,6 +15,8 @@ import ctypes.util
 import functools
 from collections.abc import Callable
 
+import trio
+
 
 @functools.cache
 def _malloc_trim() -> Callable[[int], int] | None:
@@ -38,3 +40,31 @@ def release_freed_memory() -> None:
     trim = _malloc_trim()
     if trim is not None:
         trim(0)
+
+
+TRIM_DELAY = 1.0
+"""Seconds between memory being freed and its release to the operating system."""
+
+
+class MemoryRelease:
+    """Releases freed memory about ``TRIM_DELAY`` after it was freed, once for a whole sweep
+    of frees (an idle sweep closes many objects at once), in a worker thread."""
+
+    __slots__ = ("_nursery", "_pending")
+
+    def __init__(self, nursery: Callable[[], trio.Nursery]) -> None:
+        self._nursery = nursery
+        self._pending = not can_release_memory()  # True: never schedule one
+
+    def soon(self) -> None:
+        """Memory was freed: give it back to the operating system soon."""
+        if not self._pending:
+            self._pending = True
+            self._nursery().start_soon(self._release_soon, name="dobox memory release")
+
+    async def _release_soon(self) -> None:
+        await trio.sleep(TRIM_DELAY)  # let the rest of a sweep's frees arrive first
+        try:
+            await trio.to_thread.run_sync(release_freed_memory)
+        finally:
+            self._pending = False

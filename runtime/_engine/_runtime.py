@@ -34,34 +34,11 @@ from ._lowlevel import RuntimeControls
 from ._namespace import Namespace
 from ._options import RuntimeOptions, RuntimeSettings
 from ._router import Router
+from ._statistics import RuntimeStatistics
 
 _BINDING = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 DEFAULT_OPTIONS = RuntimeOptions()
-
-
-@attrs.frozen
-class RuntimeStatistics:
-    """A snapshot of a runtime (``rt.statistics()``)."""
-
-    live_objects: int
-    """Objects activating, running, or stopping with work left."""
-    open_connections: int
-    """Live objects holding their SQLite connection open (idle ones let it go)."""
-    queued_events: int
-    """Events admitted and not yet answered, over all live objects."""
-    activations: int
-    evictions: int
-    """Objects stopped for being idle or least recently used."""
-    resets: int
-    overloads: int
-    """Events refused because their object's queue was full."""
-    commits: int
-    """Commits of objects' writes; fewer than write events when turns were coalesced."""
-    commit_seconds: float
-    """Wall-clock seconds spent in those commits (their fsyncs included)."""
-    websockets: int
-    """Accepted WebSockets open, their objects live or hibernating."""
 
 
 class Runtime:
@@ -105,7 +82,7 @@ class Runtime:
         """Nothing live: no object activated or closing, no WebSocket open, no alarm
         running. Closing the runtime now loses nothing but warm caches."""
         router = self._router
-        return not (router.live or router.closing or router.sockets.open_count)
+        return not (router.live or len(router.closing) or router.sockets.open_count)
 
     def next_alarm(self) -> float | None:
         """When the earliest pending alarm of its objects is due (epoch seconds), or None."""
@@ -117,17 +94,17 @@ class Runtime:
         return self._router.trio_time_of(epoch)
 
     def statistics(self) -> RuntimeStatistics:
-        router = self._router
+        router, counters = self._router, self._router.counters
         return RuntimeStatistics(
             live_objects=len(router.live),
             open_connections=router.open_connections,
             queued_events=router.queued_events,
-            activations=router.activations,
-            evictions=router.evictions,
-            resets=router.resets,
-            overloads=router.overloads,
-            commits=router.commits,
-            commit_seconds=router.commit_seconds,
+            activations=counters.activations,
+            evictions=counters.evictions,
+            resets=counters.resets,
+            overloads=counters.overloads,
+            commits=counters.commits,
+            commit_seconds=counters.commit_seconds,
             websockets=router.sockets.open_count,
         )
 
@@ -207,7 +184,7 @@ async def open_runtime(
             router.env.update(env or {})
             router.env.update(runtime._namespaces)
             router.alarms = AlarmScheduler(router, index, objects)
-            nursery.start_soon(router.keep_time, name="dobox timekeeper")
+            nursery.start_soon(router.timekeeper.run, name="dobox timekeeper")
             nursery.start_soon(router.alarms.run, name="dobox alarms")
             try:
                 yield runtime

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
@@ -34,7 +34,18 @@ from ._event import Event, EventKind
 
 if TYPE_CHECKING:
     from ._actor import Actor
-    from ._router import Router
+
+
+class SocketsHost(Protocol):
+    """What the registry uses of its runtime (a router)."""
+
+    def now(self) -> float: ...
+
+    def is_live(self, key: str) -> bool:
+        """Whether the object of ``key`` (``BINDING/<id hex>``) is live."""
+
+    def submit(self, binding: str, cls: type[DurableObject], object_id: ObjectId,
+               event: Event) -> None: ...
 
 log = logging.getLogger("dobox.runtime")
 
@@ -58,8 +69,8 @@ class ObjectSockets:
 class SocketRegistry:
     """Every object's hibernatable sockets, for one runtime."""
 
-    def __init__(self, router: Router, *, max_per_object: int) -> None:
-        self._router = router
+    def __init__(self, host: SocketsHost, *, max_per_object: int) -> None:
+        self._router = host
         self.max_per_object = max_per_object
         self._objects: dict[str, ObjectSockets] = {}
 
@@ -137,7 +148,7 @@ class SocketRegistry:
     def forget_if_unused(self, key: str) -> None:
         """Drop the entry of an object that is not live and has no socket left."""
         entry = self._objects.get(key)
-        if entry is not None and not entry.sockets and key not in self._router.live:
+        if entry is not None and not entry.sockets and not self._router.is_live(key):
             del self._objects[key]
 
     def _entry(self, actor: Actor) -> ObjectSockets:

@@ -18,7 +18,7 @@ from contextlib import AbstractAsyncContextManager
 import attrs
 import trio
 
-from runtime._engine import TRIM_DELAY, Runtime, can_release_memory, release_freed_memory
+from runtime._engine import MemoryRelease, Runtime
 from storage import StorageError
 
 log = logging.getLogger("dobox.server")
@@ -49,7 +49,7 @@ class Tenants:
         self._wakers: dict[str, trio.CancelScope] = {}
         self.open: dict[str, Runtime] = {}
         """The runtimes open now, by tenant (for metrics)."""
-        self._trim_pending = not can_release_memory()  # True: never schedule one
+        self._memory = MemoryRelease(nursery)
 
     async def runtime(self, tenant: str) -> Runtime:
         """The tenant's runtime, opened if it is not (waiting for a close under way).
@@ -104,19 +104,10 @@ class Tenants:
                 del self._slots[tenant]
             slot.ready.set()
             slot.done.set()
-        if not self._trim_pending:  # what the runtime freed goes back to the system
-            self._trim_pending = True
-            self._nursery().start_soon(self._release_memory_soon, name="dobox memory release")
+        self._memory.soon()  # what the runtime freed goes back to the system
         if next_alarm is not None:
             self._nursery().start_soon(self._wake, tenant, wake_at,
                                        name=f"dobox tenant {tenant} alarm")
-
-    async def _release_memory_soon(self) -> None:
-        await trio.sleep(TRIM_DELAY)  # one trim for a sweep of closes, not one each
-        try:
-            await trio.to_thread.run_sync(release_freed_memory)
-        finally:
-            self._trim_pending = False
 
     async def _until_idle(self, runtime: Runtime) -> None:
         """Return once ``runtime`` was idle at two checks ``idle_timeout`` apart."""

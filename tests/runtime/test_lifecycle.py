@@ -10,7 +10,8 @@ import trio
 import trio.testing
 
 import runtime._engine._actor
-import runtime._engine._router
+import runtime._engine._closing
+import runtime._engine._memory
 from actors import DurableObject, ObjectResetError, OverloadedError, RuntimeClosedError
 from runtime import open_runtime
 from storage import Storage, StorageError
@@ -300,7 +301,7 @@ async def test_activations_wait_while_too_many_evicted_objects_are_closing(
     """With full durability, evicted objects close in worker threads; if new objects
     opened their files regardless, closing ones would pile up (and their file descriptors
     with them) whenever activations outpace closes."""
-    monkeypatch.setattr(runtime._engine._router, "MAX_CLOSING", 2)
+    monkeypatch.setattr(runtime._engine._closing, "MAX_CLOSING", 2)
     slow_close = Storage.close
 
     def close_slowly(self: Storage) -> None:
@@ -337,9 +338,9 @@ async def test_freed_memory_is_given_back_once_per_sweep(
     """Connections let go by idle objects are followed, a second later, by one release of
     the allocator's free memory to the operating system, not one per object."""
     releases: list[str] = []
-    monkeypatch.setattr(runtime._engine._router, "release_freed_memory",  # runs in a worker thread
+    monkeypatch.setattr(runtime._engine._memory, "release_freed_memory",  # in a worker thread
                         lambda: releases.append("released"))
-    monkeypatch.setattr(runtime._engine._router, "can_release_memory", lambda: True)
+    monkeypatch.setattr(runtime._engine._memory, "can_release_memory", lambda: True)
     async with open_runtime(tmp_path, objects={"COUNTER": Counter}, idle_timeout=1000,
                             idle_connection_timeout=10, **FAST) as rt:
         for name in ("a", "b", "c"):
