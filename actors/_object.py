@@ -156,6 +156,11 @@ class DurableObject:
     async def on_start(self) -> None:
         """Runs on every activation, before any event, with other events held."""
 
+    def _collections_storage(self) -> Storage:
+        """Where the collections the class declares live (``storage.collection`` specs
+        ask for it: storage knows nothing else of objects)."""
+        return self.ctx.storage
+
 
 def schema_policy(cls: type[DurableObject]) -> SchemaPolicy:
     """The mismatch policy of ``cls``: explicit, else inferred from ``sync``/``migrations``."""

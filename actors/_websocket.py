@@ -21,10 +21,11 @@ as workerd does with ``web_socket_auto_reply_to_close``).
 
 from __future__ import annotations
 
+import abc
 import enum
 from collections import deque
 from collections.abc import Callable
-from typing import TypeAlias
+from typing import Self, TypeAlias
 
 import attrs
 
@@ -99,6 +100,32 @@ class WebSocketRequestResponsePair:
                                  f"{MAX_AUTO_RESPONSE_LENGTH:,} characters")
 
 
+class MessageStream(abc.ABC):
+    """What both ends a program reads share, the in-process ``WebSocket`` and the network
+    client's ``RemoteWebSocket``: ``await receive()``, and ``async for`` over it until the
+    connection closes."""
+
+    __slots__ = ()
+
+    @abc.abstractmethod
+    async def receive(self) -> Message:
+        """The next message.
+
+        Raises:
+            WebSocketClosed: the connection closed (after every message sent before it).
+        """
+
+    def __aiter__(self) -> Self:
+        """Every message until the connection closes."""
+        return self
+
+    async def __anext__(self) -> Message:
+        try:
+            return await self.receive()
+        except WebSocketClosed:
+            raise StopAsyncIteration from None
+
+
 Frame: TypeAlias = tuple[str, object, object]
 """What a listener is given: from the peer, ``("message", data, None)``, ``("close", code,
 reason)`` (``code`` 1006 when the peer was lost) or ``("error", exception, None)``; and
@@ -107,7 +134,7 @@ reason)`` (``code`` 1006 when the peer was lost) or ``("error", exception, None)
 Listener: TypeAlias = Callable[["WebSocket", Frame], None]
 
 
-class WebSocket:
+class WebSocket(MessageStream):
     """One end of a WebSocket connection (see the module docstring).
 
     ``send``/``close`` work on both ends. ``receive()`` and ``async for`` read an end that
@@ -245,16 +272,6 @@ class WebSocket:
             return data  # type: ignore[return-value]  # message frames carry str or bytes
         assert self._close is not None, "a close or error frame closes this end"
         raise self._close
-
-    def __aiter__(self) -> WebSocket:
-        """Every message until the connection closes."""
-        return self
-
-    async def __anext__(self) -> Message:
-        try:
-            return await self.receive()
-        except WebSocketClosed:
-            raise StopAsyncIteration from None
 
     # -- attachments ---------------------------------------------------------------------------
 

@@ -16,9 +16,13 @@ from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
-from ._collection import Collection
-from ._collection_feed import CollectionFeed
-from ._collection_spec import CollectionSpec, mark_collection_synced, prepare_collection
+from ._collections import (
+    Collection,
+    CollectionFeed,
+    CollectionSpec,
+    mark_collection_synced,
+    prepare_collection,
+)
 from ._database import Database, Durability
 from ._errors import DoboxError, StorageError, StorageIOError, TransactionError
 from ._kv import SyncKV, Value
@@ -102,7 +106,7 @@ class Storage:
         """The SQL API."""
         self._collections: dict[str, Collection[Any]] = {}  # type: ignore[explicit-any]  # records as each spec says
         self._feeds: dict[str, CollectionFeed] = {}
-        """Live queries, told after every commit (see _collection_feed)."""
+        """Live queries, told after every commit (see _collections/_feed.py)."""
         self.exclusive: Callable[[], AbstractAsyncContextManager[object]] | None = None
         """Set by the runtime: holds the object's other events while :meth:`transaction`
         runs (DO runs ``transaction`` inside ``blockConcurrencyWhile``)."""
@@ -111,7 +115,7 @@ class Storage:
 
     def prepare_collection(self, spec: CollectionSpec) -> bool:
         """Create or check a declared collection (the runtime does it on activation);
-        whether it was cleared and awaits its ``sync``. See ``_collection_spec``.
+        whether it was cleared and awaits its ``sync``. See ``_collections._spec``.
 
         Raises:
             SchemaMismatchError: a sync-absent collection stores another schema version.

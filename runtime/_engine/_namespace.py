@@ -31,7 +31,7 @@ from storage import (
     collection_specs,
     encode_value,
 )
-from storage._collection_query import expr_from_data
+from storage._collections import expr_from_data
 
 from ._event import NO_ARGUMENTS, Event, EventKind
 from ._http import copy_request

@@ -18,10 +18,16 @@ import httpx
 import trio
 import trio_websocket
 
-from actors._websocket import MAX_MESSAGE_SIZE, Message, WebSocketClosed, WebSocketRejected
+from actors._websocket import (
+    MAX_MESSAGE_SIZE,
+    Message,
+    MessageStream,
+    WebSocketClosed,
+    WebSocketRejected,
+)
 
 
-class RemoteWebSocket:
+class RemoteWebSocket(MessageStream):
     """A client's WebSocket to an object: ``await send()``, ``await receive()``,
     ``async for message in ws``, ``await close()``."""
 
@@ -45,16 +51,6 @@ class RemoteWebSocket:
             return await self._connection.get_message()
         except trio_websocket.ConnectionClosed as exc:
             raise _closed(exc) from exc
-
-    def __aiter__(self) -> RemoteWebSocket:
-        """Every message until the connection closes."""
-        return self
-
-    async def __anext__(self) -> Message:
-        try:
-            return await self.receive()
-        except WebSocketClosed:
-            raise StopAsyncIteration from None
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         await self._connection.aclose(code, reason)

@@ -29,7 +29,7 @@ import trio
 from actors._websocket import WebSocket, WebSocketClosed, WebSocketPair
 from runtime._engine import Stub
 from storage import Change, Expr, Snapshot
-from storage._collection_query import expr_from_data
+from storage._collections import expr_from_data
 
 log = logging.getLogger("dobox.server")
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import trio
 
-import storage._collection
+import storage._collections._collection
 from storage import (
     Change,
     Collection,
@@ -132,7 +132,7 @@ async def test_a_slow_subscriber_is_resynced_not_buffered(
 
 async def test_a_lost_history_resyncs_subscribers(
         store: Storage, items: Collection[Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(storage._collection, "MAX_TOMBSTONES", 1)
+    monkeypatch.setattr(storage._collections._collection, "MAX_TOMBSTONES", 1)
     items.apply([Insert({"id": i}) for i in range(3)])
     store.commit()
     feed = items.subscribe()

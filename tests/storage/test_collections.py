@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 import pytest
 
-import storage._collection
+import storage._collections._collection
 from storage import (
     Changes,
     Collection,
@@ -35,7 +35,7 @@ from storage import (
     field,
     open_storage,
 )
-from storage._collection_query import expr_from_data
+from storage._collections._query import expr_from_data
 
 TODOS = collection("todos", indexes=[field("done"), (field("owner"), field("rank"))])
 
@@ -200,7 +200,7 @@ def test_pull_since_lists_changed_and_deleted_keys(todos: Collection[Any]) -> No
 def test_pull_since_asks_for_a_full_reload_past_the_kept_history(
     todos: Collection[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(storage._collection, "MAX_TOMBSTONES", 2)
+    monkeypatch.setattr(storage._collections._collection, "MAX_TOMBSTONES", 2)
     start = todos.row_version
     for i in range(4):
         todos.insert({"id": i})

@@ -27,9 +27,11 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
-from ._collection_feed import MAX_QUEUED, CollectionFeed, Subscription
-from ._collection_query import Expr, Field, OrderTerm, after_condition, order_terms
-from ._collection_types import (
+from .._database import Database
+from .._errors import DoboxError, DuplicateKeyError, InvalidRecordError, RecordNotFoundError
+from ._feed import MAX_QUEUED, CollectionFeed, Subscription
+from ._query import Expr, Field, OrderTerm, after_condition, order_terms
+from ._types import (
     Changes,
     Delete,
     FullReload,
@@ -39,14 +41,12 @@ from ._collection_types import (
     Update,
     Upsert,
 )
-from ._collection_values import (
+from ._values import (
     decode_key,
     decode_record,
     encode_key,
     encode_record,
 )
-from ._database import Database
-from ._errors import DoboxError, DuplicateKeyError, InvalidRecordError, RecordNotFoundError
 
 R = TypeVar("R")
 Record = dict[str, Any]  # type: ignore[explicit-any]  # a record's values are any JSON-like value
@@ -133,7 +133,7 @@ class Collection(Generic[R]):
         since: int | None = None,
     ) -> Subscription:
         """A live query: an async iterator of a ``Snapshot`` of the subset, then a
-        ``Change`` after every commit that changes it (see ``_collection_feed``). With
+        ``Change`` after every commit that changes it (see ``_feed``). With
         ``since`` (the row version of the last message a subscriber had), an unlimited
         subset resumes: its first message is a ``Change`` of what changed after it (a
         ``Snapshot(resync=True)`` when that history is gone, and for a limited subset)."""

@@ -19,8 +19,8 @@ from collections.abc import Iterable, Sequence
 
 import attrs
 
-from ._collection_values import sql_literal
-from ._errors import InvalidRecordError
+from .._errors import InvalidRecordError
+from ._values import sql_literal
 
 _SEGMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+")
 IN_INLINE = 16

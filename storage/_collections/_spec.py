@@ -25,17 +25,24 @@ import hashlib
 import re
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, overload
 
 import attrs
 
+from .._database import Database
+from .._errors import MigrationError, SchemaMismatchError
 from ._collection import BATCHES, META, REGISTRY, Collection, records_table, tombstones_table
-from ._collection_query import Field
-from ._database import Database
-from ._errors import MigrationError, SchemaMismatchError
+from ._query import Field
 
 if TYPE_CHECKING:
-    from ._storage import Storage
+    from .._storage import Storage
+
+
+class HoldsCollections(Protocol):
+    """What a class that declares collections gives their descriptors: the storage they
+    live in. ``actors.DurableObject`` is one; storage assumes nothing else of objects."""
+
+    def _collections_storage(self) -> Storage: ...
 
 R = TypeVar("R")
 CollectionPolicy = Literal["clear", "throw", "migrate"]
@@ -110,12 +117,13 @@ class CollectionSpec:
     @overload
     def __get__(self, instance: None, owner: type) -> CollectionSpec: ...
     @overload
-    def __get__(self, instance: object, owner: type) -> Collection[Any]: ...  # type: ignore[explicit-any]  # records as the spec says
-    def __get__(self, instance: object, owner: type) -> CollectionSpec | Collection[Any]:  # type: ignore[explicit-any]  # as above
+    def __get__(self, instance: HoldsCollections, owner: type) -> Collection[Any]: ...  # type: ignore[explicit-any]  # records as the spec says
+    def __get__(  # type: ignore[explicit-any]  # as above
+        self, instance: HoldsCollections | None, owner: type
+    ) -> CollectionSpec | Collection[Any]:
         if instance is None:
             return self
-        storage: Storage = instance.ctx.storage  # type: ignore[attr-defined]  # a DurableObject
-        return storage.collection(self)
+        return instance._collections_storage().collection(self)
 
 
 def collection(

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
-from ._collection_query import Expr, Field, OrderTerm, order_terms
-from ._collection_values import decode_key
+from ._query import Expr, Field, OrderTerm, order_terms
+from ._values import decode_key
 
 if TYPE_CHECKING:
     from ._collection import Collection

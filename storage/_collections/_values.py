@@ -34,7 +34,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from ._errors import InvalidRecordError, UnsupportedValueError
+from .._errors import InvalidRecordError, UnsupportedValueError
 
 KEY_OFFSET = 1 << 63
 _UTC = dt.UTC
