@@ -41,24 +41,22 @@ from storage import StorageError
 from storage._files import object_paths, peek_alarm
 
 from ._event import Event
+from ._lowlevel import EventSink
 
 if TYPE_CHECKING:
     from ._options import RuntimeOptions
 
 
-class AlarmsHost(Protocol):
-    """What the scheduler uses of its runtime (a router)."""
+class AlarmsHost(EventSink, Protocol):
+    """What the scheduler uses of its runtime (a router): where events go, and these."""
 
     options: RuntimeOptions
-    id_scope: str
     accepting: bool
 
     def now(self) -> float: ...
 
     def trio_time_of(self, epoch: float) -> float: ...
 
-    def submit(self, binding: str, cls: type[DurableObject], object_id: ObjectId,
-               event: Event) -> None: ...
 
 log = logging.getLogger("dobox.runtime")
 

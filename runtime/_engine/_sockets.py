@@ -31,21 +31,20 @@ from actors._websocket import (
 )
 
 from ._event import Event, EventKind
+from ._lowlevel import EventSink
 
 if TYPE_CHECKING:
     from ._actor import Actor
 
 
-class SocketsHost(Protocol):
-    """What the registry uses of its runtime (a router)."""
+class SocketsHost(EventSink, Protocol):
+    """What the registry uses of its runtime (a router): where events go, and these."""
 
     def now(self) -> float: ...
 
     def is_live(self, key: str) -> bool:
         """Whether the object of ``key`` (``BINDING/<id hex>``) is live."""
 
-    def submit(self, binding: str, cls: type[DurableObject], object_id: ObjectId,
-               event: Event) -> None: ...
 
 log = logging.getLogger("dobox.runtime")
 
