@@ -22,12 +22,14 @@ MAY_IMPORT: dict[str, set[str]] = {
     "runtime.client": {"actors", "storage", "runtime._names"},
     "runtime.server": {"actors", "storage", "runtime._names", "runtime._engine"},
     "runtime.cli": {"actors", "storage", "runtime._engine", "runtime.server"},
+    "runtime.cluster": {"actors", "storage", "runtime._engine"},
     "runtime": {"actors", "storage", "runtime._engine", "runtime.client", "runtime.server",
-                "runtime.cli"},
+                "runtime.cli", "runtime.cluster"},
     "harness": {"actors", "storage", "runtime", "runtime.client", "runtime.server"},
 }
 
-ROLE_PACKAGES = ("runtime._engine", "runtime.client", "runtime.server", "runtime.cli")
+ROLE_PACKAGES = ("runtime._engine", "runtime.client", "runtime.server", "runtime.cli",
+                 "runtime.cluster")
 
 
 def room_of(module: str) -> str:

@@ -253,7 +253,11 @@ class Actor:
             self._die_activating(exc)
             return False
         self._holds_descriptors = True
-        self._lease = await self.site.coordinator.acquire(self.key)
+        try:
+            self._lease = await self.site.coordinator.acquire(self.key)
+        except DoboxError as exc:  # owned elsewhere, or ownership cannot be decided now
+            self._die_activating(exc)
+            return False
         try:
             storage = open_storage(
                 self.path, durability=self.site.options.durability, name=self.id.name,

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import attrs
 import pytest
 
-from runtime import Coordinator, Lease, SingleProcessCoordinator
+from runtime import Coordinator, Lease, SingleProcessCoordinator, open_runtime
+from runtime.cluster import NotOwnerError
+from tests.helpers import Counter
 
 
 async def test_one_owner_at_a_time_with_increasing_fencing_tokens() -> None:
@@ -31,3 +36,30 @@ async def test_releasing_a_stale_lease_does_not_release_the_current_one() -> Non
     coordinator.release(current)
     assert coordinator.owned == 0
     assert isinstance(current, Lease)
+
+
+@attrs.define
+class Elsewhere(SingleProcessCoordinator):
+    """Refuses some keys, as a cluster coordinator does for objects another node holds."""
+
+    refused: set[str] = attrs.field(factory=set)
+
+    async def acquire(self, key: str) -> Lease:
+        if key in self.refused:
+            raise NotOwnerError(f"{key} is active on node b", owner="b",
+                                address="http://127.0.0.1:2")
+        return await super().acquire(key)
+
+
+async def test_a_refused_claim_fails_the_call_and_activates_nothing(tmp_path: Path) -> None:
+    coordinator = Elsewhere()
+    async with open_runtime(tmp_path, {"COUNTER": Counter}, coordinator=coordinator) as rt:
+        stub = rt.namespace("COUNTER").get_by_name("a")
+        coordinator.refused.add(f"COUNTER/{stub.id.hex}")
+        with pytest.raises(NotOwnerError) as refused:
+            await stub.increment()
+        assert refused.value.owner == "b"
+        assert rt.statistics().live_objects == 0
+        assert coordinator.owned == 0
+        coordinator.refused.clear()  # the other node let it go
+        assert await stub.increment() == 1

@@ -1,0 +1,20 @@
+"""Several ``dobox serve`` processes as one: membership and object ownership on etcd
+leases, with fencing tokens (work in progress: docs/cluster.md says what is built)."""
+
+from ._etcd import Etcd as Etcd
+from ._etcd import EtcdError as EtcdError
+from ._etcd import KeyValue as KeyValue
+from ._node import ClusterCoordinator as ClusterCoordinator
+from ._node import ClusterNode as ClusterNode
+from ._node import Member as Member
+from ._node import NotOwnerError as NotOwnerError
+
+__all__ = [
+    "ClusterCoordinator",
+    "ClusterNode",
+    "Etcd",
+    "EtcdError",
+    "KeyValue",
+    "Member",
+    "NotOwnerError",
+]

@@ -1,0 +1,216 @@
+"""This process as a member of a dobox cluster: its etcd lease, and its claims on objects.
+
+A node holds one lease (``ttl`` seconds, kept alive every ``ttl / 3``) and, under it, a
+membership key ``<prefix>/members/<name>`` naming where other nodes reach it. Activating an
+object claims ``<prefix>/objects/<scope><namespace>/<id>`` under the same lease, in one
+transaction that succeeds only if nobody holds the claim: the claim's create revision is
+the activation's fencing token. The claims vanish with the lease, so a node that dies or is
+cut off frees its objects within ``ttl`` seconds.
+
+The node's own view of its lease is a *deadline*: the time it sent its last successful
+keep-alive, plus the TTL etcd answered, minus a margin. etcd measures the TTL from when it
+received that keep-alive, later than it was sent, so until the deadline the lease certainly
+holds, whatever the network does afterwards. Past it (or on a keep-alive answered without a
+TTL: the lease expired) the node is *lost*: ``holds_lease()`` is False at once, it refuses
+to claim, and ``on_lost`` callbacks drop its activations.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+
+import attrs
+import trio
+
+from actors import OverloadedError
+from runtime._engine import Lease
+from storage import DoboxError
+
+from ._etcd import Etcd, EtcdError
+
+log = logging.getLogger("dobox.cluster")
+
+
+class NotOwnerError(DoboxError):
+    """Another node holds the object (``owner`` says which, and where), or this node has
+    lost its lease and may own nothing."""
+
+    def __init__(self, message: str, *, owner: str | None = None,
+                 address: str | None = None) -> None:
+        super().__init__(message)
+        self.owner = owner
+        self.address = address
+
+
+@attrs.frozen
+class Member:
+    name: str
+    address: str
+
+
+class ClusterNode:
+    """One node's lease and membership (see the module docstring). Use :meth:`run` in a
+    nursery (``await nursery.start(node.run)``), then :meth:`coordinator` per runtime."""
+
+    def __init__(self, etcd: Etcd, *, name: str, address: str, ttl: int = 5,
+                 prefix: str = "dobox", margin: float | None = None) -> None:
+        if ttl < 2:
+            raise ValueError("a node's lease needs a TTL of at least 2 seconds")
+        self.etcd = etcd
+        self.name = name
+        self.address = address
+        self.ttl = ttl
+        self.prefix = prefix.rstrip("/")
+        self.margin = margin if margin is not None else max(0.5, ttl / 10)
+        self.lease = 0
+        self.deadline = -float("inf")
+        """Trio time until which the lease certainly holds."""
+        self.lost: str | None = None
+        """Why the node lost its lease, once it has."""
+        self.on_lost: list[Callable[[str], None]] = []
+        self.claims: dict[str, int] = {}
+        """This node's claims: etcd key -> create revision (the fencing token)."""
+        self._nursery: trio.Nursery | None = None
+
+    def holds_lease(self) -> bool:
+        return self.lost is None and trio.current_time() < self.deadline
+
+    @property
+    def member_key(self) -> str:
+        return f"{self.prefix}/members/{self.name}"
+
+    def claim_key(self, scoped_key: str) -> str:
+        return f"{self.prefix}/objects/{scoped_key}"
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Join (grant the lease, write the membership key), then keep the lease alive
+        until cancelled; on cancellation, leave (revoke the lease: the claims go with it).
+
+        Raises:
+            EtcdError: etcd could not be reached to join.
+        """
+        sent = trio.current_time()
+        self.lease = await self.etcd.grant(self.ttl)
+        self.deadline = sent + self.ttl - self.margin
+        await self.etcd.put(self.member_key, json.dumps({"address": self.address}).encode(),
+                            lease=self.lease)
+        log.info("node %s joined the cluster (lease %x, TTL %d s)", self.name, self.lease,
+                 self.ttl)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                task_status.started()
+                await self._keep_alive()
+        finally:
+            self._nursery = None
+            if self.lost is None:
+                with trio.CancelScope(shield=True), trio.move_on_after(self.ttl):
+                    try:
+                        await self.etcd.revoke(self.lease)
+                    except EtcdError as exc:  # it will expire on its own
+                        log.warning("node %s could not revoke its lease: %s", self.name, exc)
+
+    async def _keep_alive(self) -> None:
+        while self.lost is None:
+            with trio.move_on_at(self.deadline):
+                await trio.sleep(self.ttl / 3)
+            if trio.current_time() >= self.deadline:
+                self._lose("its lease deadline passed without a successful keep-alive")
+                return
+            sent = trio.current_time()
+            try:
+                with trio.fail_after(max(0.1, self.deadline - sent)):
+                    ttl = await self.etcd.keepalive(self.lease)
+            except (EtcdError, trio.TooSlowError) as exc:
+                log.warning("node %s: keep-alive failed (%s); the lease holds for %.1f s more",
+                            self.name, exc, max(0.0, self.deadline - trio.current_time()))
+                continue
+            if ttl is None:
+                self._lose("etcd says its lease expired")
+                return
+            self.deadline = sent + ttl - self.margin
+
+    def _lose(self, why: str) -> None:
+        if self.lost is not None:
+            return
+        self.lost = why
+        self.claims.clear()
+        log.error("node %s lost its lease: %s; it stops acknowledging writes and drops its "
+                  "objects", self.name, why)
+        for callback in list(self.on_lost):
+            callback(why)
+
+    async def members(self) -> list[Member]:
+        """The live members, by name (each holds a lease)."""
+        prefix = f"{self.prefix}/members/"
+        found = []
+        for kv in await self.etcd.get_prefix(prefix):
+            address = json.loads(kv.value).get("address", "")
+            found.append(Member(kv.key[len(prefix):], str(address)))
+        return found
+
+    def coordinator(self, scope: str = "") -> ClusterCoordinator:
+        """The coordinator of one runtime; ``scope`` prefixes its keys (the server's
+        ``"<tenant>/"``)."""
+        return ClusterCoordinator(self, scope)
+
+    def _release_soon(self, claim_key: str, token: int) -> None:
+        if self.claims.get(claim_key) == token:
+            del self.claims[claim_key]
+        if self._nursery is not None and self.lost is None:
+            self._nursery.start_soon(self._release, claim_key, token)
+
+    async def _release(self, claim_key: str, token: int) -> None:
+        try:
+            await self.etcd.delete_if_created_at(claim_key, token)
+        except EtcdError as exc:  # the claim goes with the lease if the node dies
+            log.warning("node %s could not release %s: %s", self.name, claim_key, exc)
+
+
+class ClusterCoordinator:
+    """``Coordinator`` over a :class:`ClusterNode`: an object is owned here while this node
+    holds its claim in etcd and its lease."""
+
+    def __init__(self, node: ClusterNode, scope: str) -> None:
+        self._node = node
+        self._scope = scope
+
+    async def acquire(self, key: str) -> Lease:
+        """Claim ``key`` for this node.
+
+        Raises:
+            NotOwnerError: another node holds it (``owner``, ``address`` name it), or this
+                node has lost its lease.
+            OverloadedError: etcd cannot be reached (retry later).
+        """
+        node = self._node
+        if not node.holds_lease():
+            raise NotOwnerError(f"node {node.name} holds no lease ({node.lost or 'not joined'})")
+        claim_key = node.claim_key(self._scope + key)
+        value = json.dumps({"node": node.name, "address": node.address}).encode()
+        try:
+            created, kv = await node.etcd.create(claim_key, value, lease=node.lease)
+        except EtcdError as exc:
+            raise OverloadedError(f"the cluster's etcd cannot be reached to claim {key}: "
+                                  f"{exc}") from exc
+        if not created:
+            holder = json.loads(kv.value)
+            if kv.lease == node.lease:  # ours already: a claim left by an earlier activation
+                node.claims[claim_key] = kv.create_revision
+                return Lease(key, kv.create_revision)
+            raise NotOwnerError(f"{key} is active on node {holder.get('node')}",
+                                owner=holder.get("node"), address=holder.get("address"))
+        if not node.holds_lease():  # lost while the claim was on its way: it is worthless
+            raise NotOwnerError(f"node {node.name} lost its lease while claiming {key}")
+        node.claims[claim_key] = kv.create_revision
+        return Lease(key, kv.create_revision)
+
+    def release(self, lease: Lease) -> None:
+        self._node._release_soon(self._node.claim_key(self._scope + lease.key),
+                                 lease.fencing_token)
+
+    def owns(self, key: str) -> bool:
+        node = self._node
+        return node.holds_lease() and node.claim_key(self._scope + key) in node.claims
