@@ -507,6 +507,8 @@ class Actor:
         assert storage is not None
         alarms = self.site.alarms if storage.alarm_changed else None
         alarm_at = storage.get_alarm_sync() if alarms is not None else None
+        if storage.has_uncommitted_writes and not self._still_owned():
+            return
         try:
             if storage.has_uncommitted_writes:
                 started = time.perf_counter()
@@ -524,11 +526,23 @@ class Actor:
             return
         if alarms is not None:
             alarms.after_commit(self.key, self.binding, self.id.hex, alarm_at)
+        if not self._still_owned():  # lost while committing: acknowledge nothing
+            return
         for event, outcome in batch:
             self._deliver(event, outcome)
         held, self._held_calls = self._held_calls, []
         for send in held:
             send()  # calls made while those writes were uncommitted may leave now
+
+    def _still_owned(self) -> bool:
+        """Whether this node may still acknowledge this object's writes (a cluster node that
+        lost its lease may not: another may own the object now); if not, reset it, so that
+        its uncommitted writes are dropped and its callers told to retry."""
+        if self.site.coordinator.owns(self.key):
+            return True
+        self.reset("this node no longer owns the object (its lease in the cluster lapsed); "
+                   "nothing was acknowledged, retry")
+        return False
 
     # -- calls to other objects -------------------------------------------------------------
 

@@ -73,6 +73,14 @@ class RuntimeControls:
         actor.reset(why)
         return True
 
+    def reset_all(self, why: str) -> int:
+        """Reset every live object (a cluster node that lost its lease drops its
+        activations); how many there were."""
+        actors = list(self._router.live.values())
+        for actor in actors:
+            actor.reset(why)
+        return len(actors)
+
     async def evict(self, stub: Stub) -> None:
         """Evict the object as idleness would, and wait until its file is closed.
 

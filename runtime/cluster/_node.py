@@ -73,6 +73,8 @@ class ClusterNode:
         self.claims: dict[str, int] = {}
         """This node's claims: etcd key -> create revision (the fencing token)."""
         self._nursery: trio.Nursery | None = None
+        self.joins = 0
+        """How many times the node joined: 1, plus one per lost lease."""
 
     def holds_lease(self) -> bool:
         return self.lost is None and trio.current_time() < self.deadline
@@ -86,23 +88,21 @@ class ClusterNode:
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Join (grant the lease, write the membership key), then keep the lease alive
-        until cancelled; on cancellation, leave (revoke the lease: the claims go with it).
+        until cancelled. A node that loses its lease joins again with a new one (its
+        activations were dropped by ``on_lost``). On cancellation it leaves: it revokes the
+        lease, and its claims go with it.
 
         Raises:
-            EtcdError: etcd could not be reached to join.
+            EtcdError: etcd could not be reached to join the first time.
         """
-        sent = trio.current_time()
-        self.lease = await self.etcd.grant(self.ttl)
-        self.deadline = sent + self.ttl - self.margin
-        await self.etcd.put(self.member_key, json.dumps({"address": self.address}).encode(),
-                            lease=self.lease)
-        log.info("node %s joined the cluster (lease %x, TTL %d s)", self.name, self.lease,
-                 self.ttl)
+        await self._join()
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 task_status.started()
-                await self._keep_alive()
+                while True:
+                    await self._keep_alive()
+                    await self._rejoin()
         finally:
             self._nursery = None
             if self.lost is None:
@@ -112,7 +112,28 @@ class ClusterNode:
                     except EtcdError as exc:  # it will expire on its own
                         log.warning("node %s could not revoke its lease: %s", self.name, exc)
 
+    async def _join(self) -> None:
+        sent = trio.current_time()
+        lease = await self.etcd.grant(self.ttl)
+        await self.etcd.put(self.member_key, json.dumps({"address": self.address}).encode(),
+                            lease=lease)
+        self.lease, self.deadline, self.lost = lease, sent + self.ttl - self.margin, None
+        self.joins += 1
+        log.info("node %s joined the cluster (lease %x, TTL %d s)", self.name, lease, self.ttl)
+
+    async def _rejoin(self) -> None:
+        delay = self.ttl / 3
+        while True:
+            await trio.sleep(delay)
+            try:
+                await self._join()
+                return
+            except EtcdError as exc:
+                log.warning("node %s cannot rejoin yet: %s", self.name, exc)
+                delay = min(delay * 2, 2.0 * self.ttl)
+
     async def _keep_alive(self) -> None:
+        """Renew the lease until it is lost."""
         while self.lost is None:
             with trio.move_on_at(self.deadline):
                 await trio.sleep(self.ttl / 3)

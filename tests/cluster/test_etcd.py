@@ -109,7 +109,8 @@ async def test_one_claim_per_object_across_nodes_with_growing_tokens(etcd: Etcd)
 async def test_a_node_cut_off_from_etcd_stops_owning_before_its_claims_expire(
     etcd_server: EtcdProcess, tmp_path: Path
 ) -> None:
-    """The node's deadline passes before etcd lets the claim go: no moment with two owners."""
+    """The node's deadline passes before etcd lets the claim go: no moment with two owners.
+    Once etcd is back, the node joins again with a new lease and claims with new tokens."""
     etcd = Etcd([etcd_server.endpoint])
     watcher = Etcd([etcd_server.endpoint])
     node = ClusterNode(etcd, name="a", address="http://127.0.0.1:1", ttl=2, margin=0.5)
@@ -124,20 +125,21 @@ async def test_a_node_cut_off_from_etcd_stops_owning_before_its_claims_expire(
             with trio.fail_after(10):
                 while coordinator.owns("COUNTER/abc"):  # noqa: ASYNC110  # the deadline passes
                     await trio.sleep(0.05)
-            lost_at = trio.current_time()
+            assert losses
             with pytest.raises(NotOwnerError):
                 await coordinator.acquire("COUNTER/other")
             await etcd_server.start()
-            # etcd restores a lease to its full TTL when it restarts: the claim is still
-            # there for a while, and this node no longer treats it as its own.
-            claim = await watcher.get("dobox/objects/COUNTER/abc")
-            assert claim is None or claim.create_revision == lease.fencing_token
-            with trio.fail_after(15):
+            # etcd restores a lease to its full TTL when it restarts: the old claim lingers
+            # until it expires there; the node does not treat it as its own meanwhile.
+            with trio.fail_after(20):
                 while await watcher.get("dobox/objects/COUNTER/abc") is not None:  # noqa: ASYNC110
                     await trio.sleep(0.1)  # etcd expires it on its own clock
-            assert trio.current_time() > lost_at
-            assert losses
-            assert node.lost is not None
+                while not node.holds_lease():  # noqa: ASYNC110  # it joins again
+                    await trio.sleep(0.05)
+            assert node.joins >= 2  # more if etcd, just restarted, was slow to answer
+            assert not coordinator.owns("COUNTER/abc")
+            again = await coordinator.acquire("COUNTER/abc")
+            assert again.fencing_token > lease.fencing_token
             nursery.cancel_scope.cancel()
     finally:
         await etcd.aclose()

@@ -7,6 +7,7 @@ from pathlib import Path
 import attrs
 import pytest
 
+from actors import ObjectResetError
 from runtime import Coordinator, Lease, SingleProcessCoordinator, open_runtime
 from runtime.cluster import NotOwnerError
 from tests.helpers import Counter
@@ -63,3 +64,29 @@ async def test_a_refused_claim_fails_the_call_and_activates_nothing(tmp_path: Pa
         assert coordinator.owned == 0
         coordinator.refused.clear()  # the other node let it go
         assert await stub.increment() == 1
+
+
+@attrs.define
+class Lapsing(SingleProcessCoordinator):
+    """Owns nothing any more once ``lapsed``, as a cluster node past its lease deadline."""
+
+    lapsed: bool = False
+
+    def owns(self, key: str) -> bool:
+        return not self.lapsed and super().owns(key)
+
+
+async def test_a_node_that_lost_ownership_acknowledges_no_write(tmp_path: Path) -> None:
+    coordinator = Lapsing()
+    async with open_runtime(tmp_path, {"COUNTER": Counter}, coordinator=coordinator) as rt:
+        stub = rt.namespace("COUNTER").get_by_name("a")
+        assert await stub.increment() == 1
+        coordinator.lapsed = True
+        with pytest.raises(ObjectResetError, match="no longer owns") as refused:
+            await stub.increment()
+        assert refused.value.retryable
+        coordinator.lapsed = False
+        assert await stub.value() == 1  # the refused write was never committed
+        assert rt.lowlevel.reset_all("this node lost its lease") == 1
+        assert rt.statistics().live_objects == 0
+        assert await stub.increment() == 2
