@@ -22,7 +22,7 @@ import trio
 from actors import DurableObject
 from actors._websocket import MAX_MESSAGE_SIZE
 from runtime._engine import RuntimeOptions, open_runtime, raise_open_file_limit
-from runtime.server import DoboxApp
+from runtime.server import ClusterSettings, DoboxApp
 from storage import Durability, ForbiddenSqlError
 
 from ._backup import backup, object_files, restore
@@ -140,9 +140,20 @@ _TENANT = click.option("--tenant", default=None, help="A server tenant's objects
               help="Seconds a request may take before it is answered 504.")
 @click.option("--max-queued", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Events waiting per object before more are refused (503, overloaded).")
+@click.option("--cluster", "cluster_endpoints", default=None, metavar="URLS",
+              help="etcd endpoint(s), comma-separated: join a cluster of dobox nodes "
+              "(docs/cluster.md).")
+@click.option("--node", "node_name", default=None,
+              help="This node's unique name in the cluster (default: host:port).")
+@click.option("--advertise", default=None, metavar="URL",
+              help="Where the other nodes reach this one (default: http://host:port).")
+@click.option("--lease-ttl", type=click.IntRange(min=2), default=5, show_default=True,
+              help="Seconds a node's lease lasts without a keep-alive: how soon another "
+              "node takes over the objects of one that died.")
 def serve(objects_spec: str, data: Path, host: str, port: int, tokens: Path | None,
           durability: Durability, idle_timeout: float, request_timeout: float,
-          max_queued: int) -> None:
+          max_queued: int, cluster_endpoints: str | None, node_name: str | None,
+          advertise: str | None, lease_ttl: int) -> None:
     """Serve the objects named by MODULE:OBJECTS (a dict of binding to class) over HTTP."""
     import uvicorn  # imported here: the other commands do not need a server
 
@@ -154,7 +165,18 @@ def serve(objects_spec: str, data: Path, host: str, port: int, tokens: Path | No
     if tenant_tokens is None and host != "127.0.0.1":
         click.echo("without --tokens the server binds to 127.0.0.1 only", err=True)
         host = "127.0.0.1"
+    cluster = None
+    if cluster_endpoints is not None:
+        endpoints = tuple(e.strip() for e in cluster_endpoints.split(",") if e.strip())
+        if not endpoints:
+            raise click.ClickException("--cluster needs at least one etcd endpoint URL")
+        cluster = ClusterSettings(endpoints=endpoints, node=node_name or f"{host}:{port}",
+                                  advertise=advertise or f"http://{host}:{port}",
+                                  ttl=lease_ttl)
+    elif node_name is not None or advertise is not None:
+        raise click.ClickException("--node and --advertise need --cluster")
     app = DoboxApp(data, objects, tokens=tenant_tokens, request_timeout=request_timeout,
+                   cluster=cluster,
                    runtime_options=RuntimeOptions(durability=durability,
                                                   idle_timeout=idle_timeout,
                                                   max_queued_per_object=max_queued))

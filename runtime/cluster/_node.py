@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import attrs
 import trio
@@ -75,6 +75,8 @@ class ClusterNode:
         self._nursery: trio.Nursery | None = None
         self.joins = 0
         """How many times the node joined: 1, plus one per lost lease."""
+        self.before_leave: Callable[[], Awaitable[None]] | None = None
+        """Awaited before the node leaves (its objects' last writes commit meanwhile)."""
 
     def holds_lease(self) -> bool:
         return self.lost is None and trio.current_time() < self.deadline
@@ -105,6 +107,9 @@ class ClusterNode:
                     await self._rejoin()
         finally:
             self._nursery = None
+            if self.before_leave is not None:
+                with trio.CancelScope(shield=True):
+                    await self.before_leave()
             if self.lost is None:
                 with trio.CancelScope(shield=True), trio.move_on_after(self.ttl):
                     try:

@@ -3,6 +3,7 @@ under uvicorn with the engine as trio's guest, and ``serve`` for trio programs
 (hypercorn). Routes, tenants and tokens: docs/serving.md."""
 
 from ._asgi import DoboxApp as DoboxApp
+from ._cluster import ClusterSettings as ClusterSettings
 from ._serve import serve as serve
 
-__all__ = ["DoboxApp", "serve"]
+__all__ = ["ClusterSettings", "DoboxApp", "serve"]

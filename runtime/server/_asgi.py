@@ -34,6 +34,7 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from pathlib import Path
 from typing import TypeAlias
 
+import anyio
 import httpx
 import trio
 
@@ -53,8 +54,17 @@ from actors._ids import check_name
 from actors._websocket import WebSocket
 from runtime._engine import Runtime, RuntimeOptions, open_runtime
 from runtime._names import TENANT
+from runtime.cluster import EtcdError, NotOwnerError
 from storage import DoboxError, StorageFullError, UnsupportedValueError
 
+from ._cluster import (
+    FORWARDED_BY,
+    OWNER,
+    ClusterFront,
+    ClusterSettings,
+    forwarded_headers,
+    relayed_headers,
+)
 from ._guest import TrioPortal, log_errors, open_trio_guest
 from ._live_socket import open_live_socket
 from ._metrics import ServerMetrics
@@ -97,6 +107,7 @@ class DoboxApp:
         request_timeout: float = 30.0,
         runtime_options: RuntimeOptions | None = None,
         tenant_idle_timeout: float | None = None,
+        cluster: ClusterSettings | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.objects = dict(objects)
@@ -114,6 +125,9 @@ class DoboxApp:
             else self.runtime_options.idle_timeout,
             nursery=self._nursery)
         self.metrics = ServerMetrics(lambda: self.tenants.open)
+        self.cluster = ClusterFront(cluster) if cluster is not None else None
+        """This server's node, when it is one of a cluster (see ``_cluster``)."""
+        self._forwarder: httpx.AsyncClient | None = None
 
     # -- ASGI -------------------------------------------------------------------------------
 
@@ -145,9 +159,18 @@ class DoboxApp:
                 if self._trio_nursery is None:  # under asyncio: trio as a guest
                     self._portal = await self._exit_stack.enter_async_context(
                         open_trio_guest())
+                if self.cluster is not None:
+                    try:
+                        await self._in_trio(self._join_cluster)
+                    except HttpError as error:
+                        await send({"type": "lifespan.startup.failed",
+                                    "message": f"cannot join the cluster: {error}"})
+                        return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self._exit_stack.aclose()  # trio drains every runtime, then stops
+                if self._forwarder is not None:
+                    await self._forwarder.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -163,6 +186,24 @@ class DoboxApp:
             return
         tenant, binding, name, rest, rest_as_sent = self._target(scope)
         body = await _read_body(receive, self.max_body)
+        if self.cluster is not None and FORWARDED_BY not in _headers(scope):
+            address = await self._in_trio(self.cluster.owner_of, tenant, binding, name)
+            if isinstance(address, str):
+                await self._forward(address, scope, body, send)
+                return
+            try:
+                await self._serve_here(scope, send, tenant, binding, name, rest, rest_as_sent,
+                                       body)
+            except HttpError as error:
+                owner = error.headers.get(OWNER)
+                if owner is None:
+                    raise
+                await self._forward(owner, scope, body, send)  # lost a race for a cold object
+            return
+        await self._serve_here(scope, send, tenant, binding, name, rest, rest_as_sent, body)
+
+    async def _serve_here(self, scope: Scope, send: Send, tenant: str, binding: str, name: str,
+                          rest: list[str], rest_as_sent: str, body: bytes) -> None:
         if len(rest) == 2 and rest[0] == "rpc" and scope["method"] == "POST":
             args, kwargs = _rpc_arguments(body)
             result = await self._in_trio(self._rpc, tenant, binding, name, rest[1], args, kwargs)
@@ -203,6 +244,74 @@ class DoboxApp:
         rest_as_sent = b"/".join(raw_parts[4:]).decode()  # UTF-8: checked by _segment
         return tenant, binding, name, parts[4:], rest_as_sent
 
+    # -- the cluster --------------------------------------------------------------------------
+
+    async def _join_cluster(self) -> None:
+        assert self.cluster is not None
+        node = self.cluster.node
+        node.on_lost.append(self._drop_activations)
+        node.before_leave = self._tenants_closed
+        await self._nursery().start(self.cluster.run)
+
+    def _drop_activations(self, why: str) -> None:
+        for runtime in list(self.tenants.open.values()):
+            runtime.lowlevel.reset_all(f"this node lost its lease in the cluster ({why})")
+
+    async def _tenants_closed(self) -> None:
+        """Wait (within the shutdown grace) until every tenant's runtime has closed: the
+        node must not give its objects up while their last writes are committing."""
+        with trio.move_on_after(self.runtime_options.shutdown_grace + 1):
+            while self.tenants.open:  # noqa: ASYNC110  # closes end in other tasks
+                await trio.sleep(0.02)
+
+    async def _forward(self, address: str, scope: Scope, body: bytes, send: Send) -> None:
+        """Send the request on to the node at ``address`` and relay its answer: the one
+        hop. A node that cannot be connected to (it just died) is asked again who serves
+        the object, until its claim expires and another node takes it over."""
+        assert self.cluster is not None
+        if self._forwarder is None:
+            self._forwarder = httpx.AsyncClient(timeout=self.request_timeout)
+        raw = scope.get("raw_path")
+        path = raw.decode() if isinstance(raw, bytes) else str(scope["path"])
+        query = scope.get("query_string", b"")
+        if isinstance(query, bytes) and query:
+            path += "?" + query.decode()
+        headers = forwarded_headers(_headers(scope), self.cluster.node.name)
+        tenant, binding, name, _, _ = self._target(scope)
+        give_up = anyio.current_time() + self.request_timeout
+        while True:
+            self.metrics.forwards.inc()
+            try:
+                response = await self._forwarder.request(
+                    str(scope["method"]), address + path, headers=headers, content=body)
+            except httpx.ConnectError as exc:  # nothing was sent: safe to send elsewhere
+                if anyio.current_time() > give_up:
+                    raise HttpError(503, "Unavailable", f"the node at {address} that serves "
+                                    f"this object cannot be reached: {exc}", retryable=True,
+                                    headers={"retry-after": "1"}) from exc
+                await anyio.sleep(0.1)
+                found = await self._in_trio(self.cluster.owner_of, tenant, binding, name)
+                if not isinstance(found, str):
+                    await self._serve_here_after_takeover(scope, send, body)
+                    return
+                address = found
+                continue
+            except httpx.TransportError as exc:  # sent, perhaps run: the caller decides
+                raise HttpError(503, "Unavailable", f"the node at {address} that serves this "
+                                f"object did not answer: {exc}", retryable=True) from exc
+            owner = response.headers.get(OWNER)
+            if response.status_code == 503 and owner is not None and owner != address:
+                address = owner  # it lost a race for a cold object: once more, to the winner
+                continue
+            break
+        await send({"type": "http.response.start", "status": response.status_code,
+                    "headers": relayed_headers(response)})
+        await send({"type": "http.response.body", "body": response.content})
+
+    async def _serve_here_after_takeover(self, scope: Scope, send: Send, body: bytes) -> None:
+        tenant, binding, name, rest, rest_as_sent = self._target(scope)
+        await self._serve_here(scope, send, tenant, binding, name, rest, rest_as_sent, body)
+
     # -- WebSockets -----------------------------------------------------------------------------
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -212,6 +321,12 @@ class DoboxApp:
             return
         try:
             tenant, binding, name, rest, rest_as_sent = self._target(scope)
+            if self.cluster is not None and FORWARDED_BY not in _headers(scope):
+                address = await self._in_trio(self.cluster.owner_of, tenant, binding, name)
+                if isinstance(address, str):  # one-hop WebSockets are not built yet
+                    raise HttpError(503, "NotHere", "this object is served by the node at "
+                                    f"{address}: open WebSockets to it there",
+                                    headers={OWNER: address}, retryable=True)
             if len(rest) == 2 and rest[0] == "subscribe":  # a live query of a collection
                 live = await self._in_trio(self._live_query, tenant, binding, name, rest[1])
                 assert isinstance(live, WebSocket)
@@ -286,8 +401,11 @@ class DoboxApp:
         return await self.tenants.runtime(tenant)
 
     def _open_tenant(self, tenant: str) -> AbstractAsyncContextManager[Runtime]:
+        coordinator = (self.cluster.node.coordinator(f"{tenant}/")
+                       if self.cluster is not None else None)
         return open_runtime(self.data_dir / "tenants" / tenant, self.objects,
-                            options=self.runtime_options, id_scope=f"{tenant}/")
+                            options=self.runtime_options, id_scope=f"{tenant}/",
+                            coordinator=coordinator)
 
     async def _rpc(self, tenant: str, binding: str, name: str, method: str,
                    args: list[object], kwargs: dict[str, object]) -> object:
@@ -436,6 +554,13 @@ def _http_error(exc: BaseException) -> HttpError:
         return HttpError(504, "Timeout", "the request ran past the server's time limit")
     if isinstance(exc, RuntimeClosedError):
         return HttpError(503, "RuntimeClosedError", message, retryable=True)
+    if isinstance(exc, NotOwnerError):  # a cluster node lost a race for a cold object
+        owner = {OWNER: exc.address} if exc.address is not None else {}
+        return HttpError(503, "NotOwnerError", message, headers={"retry-after": "1", **owner},
+                         retryable=True)
+    if isinstance(exc, EtcdError):
+        return HttpError(503, "EtcdError", message, headers={"retry-after": "1"},
+                         retryable=True)
     if isinstance(exc, StorageFullError):  # a cold object on a full disk: space may come back
         return HttpError(503, "StorageFullError", message, headers={"retry-after": "1"},
                          retryable=True)

@@ -29,6 +29,8 @@ class ServerMetrics:
                                 "status", ["route", "status"], registry=self.registry)
         self.errors = Counter("dobox_errors", "Errors answered, by type", ["type"],
                               registry=self.registry)
+        self.forwards = Counter("dobox_forwards", "Requests sent on to the node that serves "
+                                "their object (a cluster's one hop)", registry=self.registry)
         self.registry.register(_RuntimeCollector(runtimes))
 
     def render(self) -> bytes:

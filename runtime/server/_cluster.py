@@ -1,0 +1,117 @@
+"""A server that is one node of a cluster: which node serves an object, and the one hop
+that takes a request there.
+
+Any node accepts any request. It serves the object itself if it holds the object's claim,
+or if nobody does and rendezvous hashing over the live members picks it (its runtime then
+claims the object as it activates it). Otherwise it forwards the request, once, to the
+node that holds the claim (or that the hash picks), marked with ``dobox-forwarded-by`` so
+that the receiving node serves it itself. A race (two nodes deciding for the same cold
+object at once) ends at etcd: one claim wins, and the loser answers ``NotOwnerError`` with a
+``dobox-owner`` header, which the forwarding node follows once more.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+
+import attrs
+import httpx
+import trio
+
+from actors._ids import id_from_name, namespace_key
+from runtime.cluster import ClusterNode, Etcd, Member
+from runtime.cluster._placement import place
+
+log = logging.getLogger("dobox.cluster")
+
+FORWARDED_BY = "dobox-forwarded-by"
+"""A forwarded request names the node that forwarded it: its receiver serves it itself."""
+
+OWNER = "dobox-owner"
+"""On a ``NotOwnerError`` answer: the address of the node that holds the object."""
+
+HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "upgrade",
+                        "proxy-connection", "host", "content-length"})
+
+
+@attrs.frozen(kw_only=True)
+class ClusterSettings:
+    """``dobox serve --cluster ... --node ... --advertise ...``."""
+
+    endpoints: tuple[str, ...]
+    node: str
+    advertise: str
+    """Where the other nodes reach this one (``http://host:port``)."""
+    ttl: int = 5
+    prefix: str = "dobox"
+
+
+class ClusterFront:
+    """This server's node, and the decision where each request is served."""
+
+    def __init__(self, settings: ClusterSettings) -> None:
+        self.settings = settings
+        self.etcd = Etcd(list(settings.endpoints))
+        self.node = ClusterNode(self.etcd, name=settings.node, address=settings.advertise,
+                                ttl=settings.ttl, prefix=settings.prefix)
+        self.members: Sequence[Member] = ()
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Join the cluster and keep the member list fresh, until cancelled.
+
+        Raises:
+            EtcdError: etcd could not be reached to join.
+        """
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.node.run)
+                await self._refresh_members()
+                task_status.started()
+                while True:
+                    await trio.sleep(self.settings.ttl / 3)
+                    await self._refresh_members()
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.etcd.aclose()
+
+    async def _refresh_members(self) -> None:
+        try:
+            self.members = await self.node.members()
+        except Exception as exc:  # keep the last list: the lease logic handles etcd loss
+            log.warning("node %s could not list the members: %s", self.node.name, exc)
+
+    def claim_key(self, tenant: str, binding: str, name: str) -> str:
+        object_hex = id_from_name(namespace_key(f"{tenant}/{binding}"), name).hex
+        return self.node.claim_key(f"{tenant}/{binding}/{object_hex}")
+
+    async def owner_of(self, tenant: str, binding: str, name: str) -> str | None:
+        """The address of the node that serves the object; None for this node."""
+        node = self.node
+        claim_key = self.claim_key(tenant, binding, name)
+        if claim_key in node.claims:
+            return None
+        claim = await self.etcd.get(claim_key)
+        if claim is not None:
+            holder = json.loads(claim.value)
+            if holder.get("node") == node.name:
+                return None  # a claim of an earlier lease: it expires; activating says so
+            return str(holder.get("address"))
+        members = [m for m in self.members if m.name != node.name]
+        members.append(Member(node.name, node.address))
+        winner = place(claim_key, members)
+        return None if winner.name == node.name else winner.address
+
+
+def forwarded_headers(headers: dict[str, str], node: str) -> dict[str, str]:
+    """The headers a forwarded request carries: the client's, less hop-by-hop ones, plus
+    who forwarded it."""
+    kept = {name: value for name, value in headers.items() if name not in HOP_BY_HOP}
+    kept[FORWARDED_BY] = node
+    return kept
+
+
+def relayed_headers(response: httpx.Response) -> list[tuple[bytes, bytes]]:
+    return [(name.encode(), value.encode()) for name, value in response.headers.items()
+            if name.lower() not in HOP_BY_HOP]

@@ -1,0 +1,123 @@
+"""Nodes of a cluster, as real ``dobox serve`` processes on one etcd, sharing one data
+directory (the one-machine deployment: a process per core; replicas come with Litestream)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from actors import RemoteError
+from harness import EtcdProcess, ServerProcess, open_etcd
+from runtime import Client, RetryPolicy
+from runtime.cluster import Etcd
+from tests.runtime.test_server import OBJECTS, ROOT
+
+TTL = 2
+
+
+def node(data: Path, etcd: EtcdProcess, name: str, log: Path) -> ServerProcess:
+    server = ServerProcess(data, OBJECTS, cwd=ROOT, log=log)
+    server.options = ["--cluster", etcd.endpoint, "--node", name,
+                      "--advertise", server.base_url, "--lease-ttl", str(TTL)]
+    return server
+
+
+@pytest.fixture
+async def etcd(tmp_path: Path) -> AsyncIterator[EtcdProcess]:
+    async with open_etcd(tmp_path / "etcd") as server:
+        yield server
+
+
+@pytest.fixture
+async def nodes(tmp_path: Path, etcd: EtcdProcess) -> AsyncIterator[list[ServerProcess]]:
+    data = tmp_path / "data"
+    started = [node(data, etcd, name, tmp_path / f"{name}.log") for name in ("a", "b")]
+    try:
+        for server in started:
+            await server.start()
+        yield started
+    finally:
+        for server in started:
+            if server.running:
+                await server.terminate()
+
+
+async def claims(etcd: EtcdProcess) -> dict[str, str]:
+    """Object key -> the node holding its claim."""
+    client = Etcd([etcd.endpoint])
+    try:
+        found = await client.get_prefix("dobox/objects/")
+    finally:
+        await client.aclose()
+    return {kv.key: json.loads(kv.value)["node"] for kv in found}
+
+
+async def metric(server: ServerProcess, name: str) -> int:
+    """The sum of a counter's samples in the node's ``/metrics``."""
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(f"{server.base_url}/metrics")).text
+    return sum(int(float(n)) for n in re.findall(rf"^{name}(?:\{{[^}}]*\}})? (\S+)$",
+                                                  text, re.MULTILINE))
+
+
+async def test_any_node_serves_any_object_and_each_lives_on_one_node(
+    nodes: list[ServerProcess], etcd: EtcdProcess
+) -> None:
+    a, b = nodes
+    async with Client(a.base_url) as via_a, Client(b.base_url) as via_b:
+        for i in range(20):
+            name = f"o{i}"
+            assert await via_a.namespace("COUNTER").get_by_name(name).increment() == 1
+            assert await via_b.namespace("COUNTER").get_by_name(name).increment() == 2
+            assert await via_a.namespace("COUNTER").get_by_name(name).value() == 2
+    held = await claims(etcd)
+    assert len(held) == 20
+    assert set(held.values()) == {"a", "b"}  # placement spreads them (odds of not: 2^-19)
+    assert await metric(a, "dobox_activations_total") + await metric(
+        b, "dobox_activations_total") == 20  # none activated twice
+    # One hop for each call through the node that does not hold the object: an object on
+    # a was called once through b, one on b twice through a.
+    on_b = sum(holder == "b" for holder in held.values())
+    assert await metric(a, "dobox_forwards_total") + await metric(
+        b, "dobox_forwards_total") == 20 + on_b
+
+
+async def test_errors_and_fetch_cross_the_hop_unchanged(nodes: list[ServerProcess]) -> None:
+    a, b = nodes
+    async with Client(a.base_url, retry=RetryPolicy(attempts=1)) as via_a:
+        for i in range(8):  # some of these live on b: their calls go through a, one hop
+            counter = via_a.namespace("COUNTER").get_by_name(f"e{i}")
+            with pytest.raises(ValueError, match="no good") as error:
+                await counter.fail("no good")
+            assert isinstance(error.value, RemoteError)
+            assert error.value.remote
+            response = await via_a.namespace("WEB").get_by_name(f"w{i}").fetch(
+                httpx.Request("POST", "http://ignored/x/y?q=1", content=b"body"))
+            assert response.status_code == 201
+            assert response.json()["path"] == "/x/y"
+            assert response.json()["body"] == "body"
+    assert a.running
+    assert b.running
+
+
+async def test_a_killed_nodes_objects_are_taken_over_by_the_others(
+    nodes: list[ServerProcess], etcd: EtcdProcess
+) -> None:
+    a, b = nodes
+    async with Client(b.base_url, retry=RetryPolicy(attempts=1)) as via_b:
+        names = [f"k{i}" for i in range(10)]
+        for name in names:
+            await via_b.namespace("COUNTER").get_by_name(name).increment(5)
+        on_a = [key for key, holder in (await claims(etcd)).items() if holder == "a"]
+        assert on_a  # some lived on a
+        a.kill()  # SIGKILL: its lease expires within TTL, its claims with it
+        with trio.fail_after(10 * TTL):
+            for name in names:  # each answered by its new owner once a's claims are gone
+                assert await via_b.namespace("COUNTER").get_by_name(name).increment() == 6
+    assert set((await claims(etcd)).values()) == {"b"}
