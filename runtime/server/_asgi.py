@@ -187,9 +187,13 @@ class DoboxApp:
         tenant, binding, name, rest, rest_as_sent = self._target(scope)
         body = await _read_body(receive, self.max_body)
         if self.cluster is not None and FORWARDED_BY not in _headers(scope):
-            address = await self._in_trio(self.cluster.owner_of, tenant, binding, name)
-            if isinstance(address, str):
-                await self._forward(address, scope, body, send)
+            claim_key = self.cluster.claim_key(tenant, binding, name)
+            known, address = self.cluster.known_owner(claim_key)
+            if not known:
+                found = await self._in_trio(self.cluster.owner_of, claim_key)
+                address = found if isinstance(found, str) else None
+            if address is not None:
+                await self._forward(address, claim_key, scope, body, send)
                 return
             try:
                 await self._serve_here(scope, send, tenant, binding, name, rest, rest_as_sent,
@@ -198,7 +202,8 @@ class DoboxApp:
                 owner = error.headers.get(OWNER)
                 if owner is None:
                     raise
-                await self._forward(owner, scope, body, send)  # lost a race for a cold object
+                self.cluster.remember(claim_key, owner)  # lost a race for a cold object
+                await self._forward(owner, claim_key, scope, body, send)
             return
         await self._serve_here(scope, send, tenant, binding, name, rest, rest_as_sent, body)
 
@@ -264,7 +269,8 @@ class DoboxApp:
             while self.tenants.open:  # noqa: ASYNC110  # closes end in other tasks
                 await trio.sleep(0.02)
 
-    async def _forward(self, address: str, scope: Scope, body: bytes, send: Send) -> None:
+    async def _forward(self, address: str, claim_key: str, scope: Scope, body: bytes,
+                       send: Send) -> None:
         """Send the request on to the node at ``address`` and relay its answer: the one
         hop. A node that cannot be connected to (it just died) is asked again who serves
         the object, until its claim expires and another node takes it over."""
@@ -277,7 +283,6 @@ class DoboxApp:
         if isinstance(query, bytes) and query:
             path += "?" + query.decode()
         headers = forwarded_headers(_headers(scope), self.cluster.node.name)
-        tenant, binding, name, _, _ = self._target(scope)
         give_up = anyio.current_time() + self.request_timeout
         while True:
             self.metrics.forwards.inc()
@@ -285,12 +290,13 @@ class DoboxApp:
                 response = await self._forwarder.request(
                     str(scope["method"]), address + path, headers=headers, content=body)
             except httpx.ConnectError as exc:  # nothing was sent: safe to send elsewhere
+                self.cluster.remember(claim_key, None)
                 if anyio.current_time() > give_up:
                     raise HttpError(503, "Unavailable", f"the node at {address} that serves "
                                     f"this object cannot be reached: {exc}", retryable=True,
                                     headers={"retry-after": "1"}) from exc
                 await anyio.sleep(0.1)
-                found = await self._in_trio(self.cluster.owner_of, tenant, binding, name)
+                found = await self._in_trio(self.cluster.owner_of, claim_key)
                 if not isinstance(found, str):
                     await self._serve_here_after_takeover(scope, send, body)
                     return
@@ -302,6 +308,7 @@ class DoboxApp:
             owner = response.headers.get(OWNER)
             if response.status_code == 503 and owner is not None and owner != address:
                 address = owner  # it lost a race for a cold object: once more, to the winner
+                self.cluster.remember(claim_key, owner)
                 continue
             break
         await send({"type": "http.response.start", "status": response.status_code,
@@ -322,7 +329,8 @@ class DoboxApp:
         try:
             tenant, binding, name, rest, rest_as_sent = self._target(scope)
             if self.cluster is not None and FORWARDED_BY not in _headers(scope):
-                address = await self._in_trio(self.cluster.owner_of, tenant, binding, name)
+                claim_key = self.cluster.claim_key(tenant, binding, name)
+                address = await self._in_trio(self.cluster.owner_of, claim_key)
                 if isinstance(address, str):  # one-hop WebSockets are not built yet
                     raise HttpError(503, "NotHere", "this object is served by the node at "
                                     f"{address}: open WebSockets to it there",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import attrs
@@ -31,6 +32,9 @@ FORWARDED_BY = "dobox-forwarded-by"
 
 OWNER = "dobox-owner"
 """On a ``NotOwnerError`` answer: the address of the node that holds the object."""
+
+MAX_REMEMBERED = 100_000
+"""Objects whose node a server remembers (about 150 bytes each)."""
 
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "upgrade",
                         "proxy-connection", "host", "content-length"})
@@ -57,6 +61,10 @@ class ClusterFront:
         self.node = ClusterNode(self.etcd, name=settings.node, address=settings.advertise,
                                 ttl=settings.ttl, prefix=settings.prefix)
         self.members: Sequence[Member] = ()
+        self._owners: OrderedDict[str, str] = OrderedDict()
+        """Where objects served elsewhere were last found (claim key -> address): a hint,
+        never trusted for correctness. A forward that reaches a node no longer holding the
+        object is served there (the node claims it) or answered with the real owner."""
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Join the cluster and keep the member list fresh, until cancelled.
@@ -86,10 +94,29 @@ class ClusterFront:
         object_hex = id_from_name(namespace_key(f"{tenant}/{binding}"), name).hex
         return self.node.claim_key(f"{tenant}/{binding}/{object_hex}")
 
-    async def owner_of(self, tenant: str, binding: str, name: str) -> str | None:
-        """The address of the node that serves the object; None for this node."""
+    def known_owner(self, claim_key: str) -> tuple[bool, str | None]:
+        """Without asking etcd: ``(True, None)`` if this node holds the object, ``(True,
+        address)`` if it was last found at ``address``, ``(False, None)`` if unknown. Runs
+        outside trio too (it only reads)."""
+        if claim_key in self.node.claims:
+            return True, None
+        address = self._owners.get(claim_key)
+        return (True, address) if address is not None else (False, None)
+
+    def remember(self, claim_key: str, address: str | None) -> None:
+        """Note where the object was found (None: forget it)."""
+        if address is None:
+            self._owners.pop(claim_key, None)
+            return
+        self._owners[claim_key] = address
+        self._owners.move_to_end(claim_key)
+        while len(self._owners) > MAX_REMEMBERED:
+            self._owners.popitem(last=False)
+
+    async def owner_of(self, claim_key: str) -> str | None:
+        """The address of the node that serves the object, asking etcd; None for this
+        node (it holds the claim, or nobody does and the hash picks it)."""
         node = self.node
-        claim_key = self.claim_key(tenant, binding, name)
         if claim_key in node.claims:
             return None
         claim = await self.etcd.get(claim_key)
@@ -97,11 +124,16 @@ class ClusterFront:
             holder = json.loads(claim.value)
             if holder.get("node") == node.name:
                 return None  # a claim of an earlier lease: it expires; activating says so
-            return str(holder.get("address"))
-        members = [m for m in self.members if m.name != node.name]
-        members.append(Member(node.name, node.address))
-        winner = place(claim_key, members)
-        return None if winner.name == node.name else winner.address
+            address = str(holder.get("address"))
+        else:
+            members = [m for m in self.members if m.name != node.name]
+            members.append(Member(node.name, node.address))
+            winner = place(claim_key, members)
+            if winner.name == node.name:
+                return None
+            address = winner.address
+        self.remember(claim_key, address)
+        return address
 
 
 def forwarded_headers(headers: dict[str, str], node: str) -> dict[str, str]:
