@@ -128,6 +128,17 @@ class ServerProcess:
             # process is gone within milliseconds, so blocking here is brief.
             os.waitid(os.P_PID, self._process.pid, os.WEXITED | os.WNOWAIT)
 
+    def pause(self) -> None:
+        """SIGSTOP: the process stops wherever it is, its sockets and files held (a long
+        pause, or a partition as the others see it); ``resume()`` lets it go on."""
+        if self.running and self._process is not None:
+            self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT, after ``pause()``."""
+        if self.running and self._process is not None:
+            self._process.send_signal(signal.SIGCONT)
+
     async def terminate(self) -> int:
         """SIGTERM: the server drains, commits, closes and exits. Its exit code."""
         process = self._process

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable
 
 import attrs
@@ -72,7 +73,9 @@ class ClusterNode:
         self.on_lost: list[Callable[[str], None]] = []
         self.claims: dict[str, int] = {}
         """This node's claims: etcd key -> create revision (the fencing token)."""
-        self._nursery: trio.Nursery | None = None
+        self._releases, self._to_release = trio.open_memory_channel[tuple[str, int]](math.inf)
+        """Claims to delete in etcd, queued by ``release`` (which cannot wait) for the
+        releasing task; those still queued when the node leaves go with its lease."""
         self.joins = 0
         """How many times the node joined: 1, plus one per lost lease."""
         self.before_leave: Callable[[], Awaitable[None]] | None = None
@@ -100,13 +103,12 @@ class ClusterNode:
         await self._join()
         try:
             async with trio.open_nursery() as nursery:
-                self._nursery = nursery
+                nursery.start_soon(self._release_claims)
                 task_status.started()
                 while True:
                     await self._keep_alive()
                     await self._rejoin()
         finally:
-            self._nursery = None
             if self.before_leave is not None:
                 with trio.CancelScope(shield=True):
                     await self.before_leave()
@@ -185,14 +187,14 @@ class ClusterNode:
     def _release_soon(self, claim_key: str, token: int) -> None:
         if self.claims.get(claim_key) == token:
             del self.claims[claim_key]
-        if self._nursery is not None and self.lost is None:
-            self._nursery.start_soon(self._release, claim_key, token)
+            self._releases.send_nowait((claim_key, token))
 
-    async def _release(self, claim_key: str, token: int) -> None:
-        try:
-            await self.etcd.delete_if_created_at(claim_key, token)
-        except EtcdError as exc:  # the claim goes with the lease if the node dies
-            log.warning("node %s could not release %s: %s", self.name, claim_key, exc)
+    async def _release_claims(self) -> None:
+        async for claim_key, token in self._to_release:
+            try:
+                await self.etcd.delete_if_created_at(claim_key, token)
+            except EtcdError as exc:  # the claim goes with the lease if the node dies
+                log.warning("node %s could not release %s: %s", self.name, claim_key, exc)
 
 
 class ClusterCoordinator:

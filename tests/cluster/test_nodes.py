@@ -13,6 +13,7 @@ import pytest
 import trio
 
 from actors import RemoteError
+from actors._ids import id_from_name, namespace_key
 from harness import EtcdProcess, ServerProcess, open_etcd
 from runtime import Client, RetryPolicy
 from runtime.cluster import Etcd
@@ -121,3 +122,67 @@ async def test_a_killed_nodes_objects_are_taken_over_by_the_others(
             for name in names:  # each answered by its new owner once a's claims are gone
                 assert await via_b.namespace("COUNTER").get_by_name(name).increment() == 6
     assert set((await claims(etcd)).values()) == {"b"}
+
+
+async def test_a_paused_node_past_its_lease_gives_its_objects_up_and_acknowledges_nothing(
+    nodes: list[ServerProcess], etcd: EtcdProcess
+) -> None:
+    """SIGSTOP past the lease: the other node claims the object (it can open the file once
+    the paused node, resumed, has dropped its activations); the resumed node answers for the
+    object only by forwarding, and refuses to serve it itself."""
+    a, b = nodes
+    async with Client(a.base_url, retry=RetryPolicy(attempts=1)) as via_a, \
+            Client(b.base_url, retry=RetryPolicy(attempts=1)) as via_b:
+        names = [f"p{i}" for i in range(10)]
+        for name in names:
+            await via_a.namespace("COUNTER").get_by_name(name).increment(10)
+        held = await claims(etcd)
+        a_keys = {key for key, holder in held.items() if holder == "a"}
+        assert a_keys
+        a.pause()
+        try:
+            with trio.fail_after(10 * TTL):
+                while a_keys & set(await claims(etcd)):  # noqa: ASYNC110  # etcd's clock
+                    await trio.sleep(0.1)
+        finally:
+            a.resume()
+        with trio.fail_after(10 * TTL):
+            for name in names:  # answered by whichever node holds it now
+                while True:
+                    try:
+                        n = await via_b.namespace("COUNTER").get_by_name(name).increment()
+                        break
+                    except Exception:  # b cannot open a's files until a let them go
+                        await trio.sleep(0.1)
+                assert n == 11  # nothing lost, nothing applied twice
+        now_held = await claims(etcd)
+        taken = [key for key in a_keys if now_held.get(key) == "b"]
+        assert taken  # some of a's objects now live on b
+        async with httpx.AsyncClient() as http:  # force a to serve one of them itself
+            name = next(n for n in names if claim_of(n) in taken)
+            refused = await http.post(
+                f"{a.base_url}/default/COUNTER/{name}/rpc/increment", json={},
+                headers={"dobox-forwarded-by": "test"})
+        assert refused.status_code == 503
+        assert refused.json()["error"]["type"] == "NotOwnerError"
+        assert refused.headers["dobox-owner"] == b.base_url
+        assert await via_a.namespace("COUNTER").get_by_name(name).value() == 11  # forwarded
+
+
+def claim_of(name: str) -> str:
+    object_id = id_from_name(namespace_key("default/COUNTER"), name)
+    return f"dobox/objects/default/COUNTER/{object_id.hex}"
+
+
+async def test_a_stopped_node_drains_then_leaves_and_its_objects_move_at_once(
+    nodes: list[ServerProcess], etcd: EtcdProcess
+) -> None:
+    a, b = nodes
+    async with Client(b.base_url, retry=RetryPolicy(attempts=1)) as via_b:
+        for i in range(200):  # many objects closing while the node leaves
+            await via_b.namespace("COUNTER").get_by_name(f"s{i}").increment()
+        assert "a" in set((await claims(etcd)).values())
+        assert await a.terminate() == 0  # SIGTERM: drained, committed, lease revoked
+        assert set((await claims(etcd)).values()) == {"b"}  # no waiting for a TTL
+        for i in range(0, 200, 10):
+            assert await via_b.namespace("COUNTER").get_by_name(f"s{i}").increment() == 2
