@@ -1,11 +1,11 @@
 """Who may run an object: the coordinator interface and its one-process case.
 
 Before an object activates, the router asks the coordinator for ownership of its id and
-gets a :class:`Lease` back; it releases the lease once the object is closed. A multi-node
-coordinator (leases in etcd, ownership claimed by compare-and-swap, placement by rendezvous
-hashing) implements the same interface; its ``fencing_token`` is the claim revision, which
-storage writes will carry so that a stale owner can never commit. Nothing above the
-coordinator changes when it does.
+gets a :class:`Lease` back; it releases the lease once the object is closed; before it
+acknowledges writes, the actor asks ``owns``, so a node that lost ownership acknowledges
+nothing. The cluster's coordinator (``runtime.cluster``: leases in etcd, ownership claimed
+by compare-and-swap) implements the same interface; its ``fencing_token`` is the claim
+revision. Nothing above the coordinator changes when it does.
 
 In one process, the router's own bookkeeping already guarantees one activation per id;
 :class:`SingleProcessCoordinator` checks that guarantee and hands out increasing fencing

@@ -140,10 +140,13 @@ class ClusterNode:
                 delay = min(delay * 2, 2.0 * self.ttl)
 
     async def _keep_alive(self) -> None:
-        """Renew the lease until it is lost."""
+        """Renew the lease until it is lost: every TTL/3, and sooner when the last renewal
+        was slow or failed (a busy process answers late: what is left of the lease is
+        halved, not waited out)."""
         while self.lost is None:
+            left = self.deadline - trio.current_time()
             with trio.move_on_at(self.deadline):
-                await trio.sleep(self.ttl / 3)
+                await trio.sleep(max(0.0, min(self.ttl / 3, left / 2)))
             if trio.current_time() >= self.deadline:
                 self._lose("its lease deadline passed without a successful keep-alive")
                 return
@@ -158,6 +161,11 @@ class ClusterNode:
             if ttl is None:
                 self._lose("etcd says its lease expired")
                 return
+            took = trio.current_time() - sent
+            if took > self.ttl / 3:
+                log.warning("node %s: a keep-alive took %.2f s (the lease is %d s): the "
+                            "process is too busy for its lease; raise --lease-ttl",
+                            self.name, took, self.ttl)
             self.deadline = sent + ttl - self.margin
 
     def _lose(self, why: str) -> None:

@@ -19,7 +19,7 @@ from runtime import Client, RetryPolicy
 from runtime.cluster import Etcd
 from tests.runtime.test_server import OBJECTS, ROOT
 
-TTL = 2
+TTL = 3
 
 
 def node(data: Path, etcd: EtcdProcess, name: str, log: Path) -> ServerProcess:
