@@ -68,6 +68,7 @@ from ._cluster import (
 from ._guest import TrioPortal, log_errors, open_trio_guest
 from ._live_socket import open_live_socket
 from ._metrics import ServerMetrics
+from ._relay import Relay, RelayConnectError, RelayError
 from ._tenants import Tenants
 from ._websocket_bridge import bridge_websocket
 
@@ -127,7 +128,7 @@ class DoboxApp:
         self.metrics = ServerMetrics(lambda: self.tenants.open)
         self.cluster = ClusterFront(cluster) if cluster is not None else None
         """This server's node, when it is one of a cluster (see ``_cluster``)."""
-        self._forwarder: httpx.AsyncClient | None = None
+        self._relay = Relay(timeout=request_timeout)
 
     # -- ASGI -------------------------------------------------------------------------------
 
@@ -169,8 +170,7 @@ class DoboxApp:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self._exit_stack.aclose()  # trio drains every runtime, then stops
-                if self._forwarder is not None:
-                    await self._forwarder.aclose()
+                await self._relay.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -275,21 +275,19 @@ class DoboxApp:
         hop. A node that cannot be connected to (it just died) is asked again who serves
         the object, until its claim expires and another node takes it over."""
         assert self.cluster is not None
-        if self._forwarder is None:
-            self._forwarder = httpx.AsyncClient(timeout=self.request_timeout)
         raw = scope.get("raw_path")
         path = raw.decode() if isinstance(raw, bytes) else str(scope["path"])
         query = scope.get("query_string", b"")
         if isinstance(query, bytes) and query:
             path += "?" + query.decode()
-        headers = forwarded_headers(_headers(scope), self.cluster.node.name)
+        headers = list(forwarded_headers(_headers(scope), self.cluster.node.name).items())
         give_up = anyio.current_time() + self.request_timeout
         while True:
             self.metrics.forwards.inc()
             try:
-                response = await self._forwarder.request(
-                    str(scope["method"]), address + path, headers=headers, content=body)
-            except httpx.ConnectError as exc:  # nothing was sent: safe to send elsewhere
+                response = await self._relay.request(address, str(scope["method"]), path,
+                                                     headers, body)
+            except RelayConnectError as exc:  # nothing was sent: safe to send elsewhere
                 self.cluster.remember(claim_key, None)
                 if anyio.current_time() > give_up:
                     raise HttpError(503, "Unavailable", f"the node at {address} that serves "
@@ -302,18 +300,19 @@ class DoboxApp:
                     return
                 address = found
                 continue
-            except httpx.TransportError as exc:  # sent, perhaps run: the caller decides
+            except RelayError as exc:  # sent, perhaps run: the caller decides
                 raise HttpError(503, "Unavailable", f"the node at {address} that serves this "
                                 f"object did not answer: {exc}", retryable=True) from exc
-            owner = response.headers.get(OWNER)
-            if response.status_code == 503 and owner is not None and owner != address:
+            owner = next((value.decode("latin-1") for name, value in response.headers
+                          if name.lower() == OWNER.encode()), None)
+            if response.status == 503 and owner is not None and owner != address:
                 address = owner  # it lost a race for a cold object: once more, to the winner
                 self.cluster.remember(claim_key, owner)
                 continue
             break
-        await send({"type": "http.response.start", "status": response.status_code,
-                    "headers": relayed_headers(response)})
-        await send({"type": "http.response.body", "body": response.content})
+        await send({"type": "http.response.start", "status": response.status,
+                    "headers": relayed_headers(response.headers, len(response.body))})
+        await send({"type": "http.response.body", "body": response.body})
 
     async def _serve_here_after_takeover(self, scope: Scope, send: Send, body: bytes) -> None:
         tenant, binding, name, rest, rest_as_sent = self._target(scope)

@@ -18,7 +18,6 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 import attrs
-import httpx
 import trio
 
 from actors._ids import id_from_name, namespace_key
@@ -32,6 +31,9 @@ FORWARDED_BY = "dobox-forwarded-by"
 
 OWNER = "dobox-owner"
 """On a ``NotOwnerError`` answer: the address of the node that holds the object."""
+
+SERVERS_OWN = frozenset({"date", "server"})
+"""Headers the relaying server writes itself (uvicorn adds them to every answer)."""
 
 MAX_REMEMBERED = 100_000
 """Objects whose node a server remembers (about 150 bytes each)."""
@@ -144,6 +146,11 @@ def forwarded_headers(headers: dict[str, str], node: str) -> dict[str, str]:
     return kept
 
 
-def relayed_headers(response: httpx.Response) -> list[tuple[bytes, bytes]]:
-    return [(name.encode(), value.encode()) for name, value in response.headers.items()
-            if name.lower() not in HOP_BY_HOP]
+def relayed_headers(headers: list[tuple[bytes, bytes]], length: int
+                    ) -> list[tuple[bytes, bytes]]:
+    """The headers of a relayed answer: the owner's, less hop-by-hop ones, with the length
+    of the body as relayed (whole, not chunked)."""
+    kept = [(name, value) for name, value in headers
+            if name.decode("latin-1").lower() not in HOP_BY_HOP | SERVERS_OWN]
+    kept.append((b"content-length", str(length).encode()))
+    return kept

@@ -186,3 +186,22 @@ async def test_a_stopped_node_drains_then_leaves_and_its_objects_move_at_once(
         assert set((await claims(etcd)).values()) == {"b"}  # no waiting for a TTL
         for i in range(0, 200, 10):
             assert await via_b.namespace("COUNTER").get_by_name(f"s{i}").increment() == 2
+
+
+async def test_a_relayed_answer_is_the_owners_with_one_set_of_server_headers(
+    nodes: list[ServerProcess], etcd: EtcdProcess
+) -> None:
+    a, b = nodes
+    async with httpx.AsyncClient() as http:
+        for i in range(6):  # some of these are forwarded: compare both kinds of answer
+            for server in (a, b):
+                response = await http.post(
+                    f"{server.base_url}/default/WEB/r{i}/x?q=1", content=b"body",
+                    headers={"x-test": "kept"})
+                assert response.status_code == 201
+                assert response.json() == {"method": "POST", "path": "/x", "query": "q=1",
+                                           "header": "kept", "body": "body"}
+                names = [name.lower() for name, _ in response.headers.raw]
+                assert names.count(b"date") == names.count(b"server") == 1
+                assert names.count(b"content-length") == 1
+    assert await metric(a, "dobox_forwards_total") + await metric(b, "dobox_forwards_total") == 6
