@@ -16,13 +16,15 @@ from collections.abc import Sequence
 import attrs
 import httptools
 
-
-class RelayConnectError(ConnectionError):
-    """The node could not be connected to: nothing was sent."""
+from storage import DoboxError
 
 
-class RelayError(ConnectionError):
+class RelayError(DoboxError):
     """The connection failed after the request was sent: it may have run."""
+
+
+class RelayConnectError(RelayError):
+    """The node could not be connected to: nothing was sent."""
 
 
 @attrs.frozen
