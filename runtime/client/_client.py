@@ -71,7 +71,7 @@ class Client:
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | Sequence[str],
         *,
         tenant: str = "default",
         token: str | None = None,
@@ -82,8 +82,14 @@ class Client:
         headers = {"authorization": f"Bearer {token}"} if token is not None else {}
         self._headers = headers
         self.tenant = check_tenant(tenant)
-        self._http = httpx.AsyncClient(base_url=base_url, headers=headers, timeout=timeout,
-                                       transport=transport)
+        urls = [base_url] if isinstance(base_url, str) else list(base_url)
+        if not urls:
+            raise ValueError("Client needs at least one server URL")
+        self._bases = [httpx.URL(url) for url in urls]
+        """The servers (a cluster's nodes) this client may send to; it uses one until it
+        cannot connect to it, then the next."""
+        self._current = 0
+        self._http = httpx.AsyncClient(headers=headers, timeout=timeout, transport=transport)
         self.retry = retry
 
     def namespace(self, binding: str) -> ClientNamespace:
@@ -108,8 +114,9 @@ class Client:
         attempts = self.retry.attempts if idempotent else 1
         for attempt in range(1, attempts + 1):
             try:
-                response = await self._http.post(path, json={"args": list(args),
-                                                              "kwargs": kwargs})
+                response = await self._send(
+                    lambda base: self._http.build_request(
+                        "POST", _at(base, path), json={"args": list(args), "kwargs": kwargs}))
                 return _result_of(response)
             except (RemoteError, httpx.TransportError) as exc:
                 retryable = (isinstance(exc, httpx.TransportError)
@@ -124,19 +131,39 @@ class Client:
         path and query after the object's name."""
         url = request.url
         path = f"{object_path(self.tenant, binding, name)}{url.raw_path.decode()}"
-        forwarded = httpx.Request(request.method, self._http.base_url.join(path),
-                                  headers=request.headers, content=request.read())
-        return await self._http.send(forwarded)
+        content = request.read()
+        return await self._send(lambda base: httpx.Request(
+            request.method, _at(base, path), headers=request.headers, content=content))
+
+    async def _send(self, build: Callable[[httpx.URL], httpx.Request]) -> httpx.Response:
+        """Send the request ``build`` makes for a server's URL, to the current server, then,
+        each time a server cannot be connected to (nothing was sent: safe whatever the
+        call), to the next.
+
+        Raises:
+            httpx.ConnectError: no server could be connected to.
+        """
+        for tried in range(len(self._bases)):
+            index = (self._current + tried) % len(self._bases)
+            try:
+                response = await self._http.send(build(self._bases[index]))
+            except httpx.ConnectError:
+                if tried == len(self._bases) - 1:
+                    raise
+                continue
+            self._current = index
+            return response
+        raise AssertionError("unreachable")  # pragma: no cover
 
 
     def websocket(self, binding: str, name: str, path: str = "/", *,
                   headers: Mapping[str, str] | None = None
                   ) -> AbstractAsyncContextManager[RemoteWebSocket]:
         """Open a WebSocket to the object's ``fetch`` at ``path`` (see ``ClientStub``)."""
-        base = self._http.base_url
+        base = self._bases[self._current]
         scheme = "wss" if base.scheme == "https" else "ws"
-        url = base.copy_with(scheme=scheme).join(
-            f"{object_path(self.tenant, binding, name)}/{path.lstrip('/')}")
+        url = _at(base.copy_with(scheme=scheme),
+                  f"{object_path(self.tenant, binding, name)}/{path.lstrip('/')}")
         return connect_websocket(str(url), {**self._headers, **(headers or {})})
 
 
@@ -209,6 +236,15 @@ class ClientStub:
         if method.startswith("_"):
             raise AttributeError(method)
         return functools.partial(self.call, method)
+
+
+def _at(base: httpx.URL, path: str) -> httpx.URL:
+    """``path`` (percent-encoded, with its query) under the server's URL, keeping any path
+    the URL has (a server behind a proxy's prefix)."""
+    prefix = base.raw_path.split(b"?")[0]
+    if not prefix.endswith(b"/"):
+        prefix += b"/"
+    return base.copy_with(raw_path=prefix + path.lstrip("/").encode("ascii"))
 
 
 def _result_of(response: httpx.Response) -> Value:

@@ -205,3 +205,24 @@ async def test_a_relayed_answer_is_the_owners_with_one_set_of_server_headers(
                 assert names.count(b"date") == names.count(b"server") == 1
                 assert names.count(b"content-length") == 1
     assert await metric(a, "dobox_forwards_total") + await metric(b, "dobox_forwards_total") == 6
+
+
+async def test_a_client_given_every_node_goes_on_when_one_dies(
+    nodes: list[ServerProcess],
+) -> None:
+    a, b = nodes
+    async with Client([a.base_url, b.base_url], retry=RetryPolicy(attempts=1)) as client:
+        counters = [client.namespace("COUNTER").get_by_name(f"f{i}") for i in range(6)]
+        for counter in counters:
+            assert await counter.increment() == 1
+        a.kill()  # the client's current node: the next calls cannot connect, nothing sent
+        with trio.fail_after(10 * TTL):
+            for counter in counters:
+                while True:  # b answers; a's objects once their claims expire
+                    try:
+                        assert await counter.increment() == 2
+                        break
+                    except RemoteError as exc:  # 503 while a's claim lingers
+                        if not exc.retryable:
+                            raise
+                        await trio.sleep(0.1)

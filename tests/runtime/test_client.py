@@ -145,3 +145,18 @@ async def test_overloaded_is_never_retried_and_attempts_are_bounded(
 def test_retry_delays_double_up_to_the_cap() -> None:
     policy = RetryPolicy(attempts=10, base_delay=0.1, max_delay=1.0)
     assert [policy.delay(n) for n in range(1, 7)] == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
+
+
+async def test_a_client_with_several_servers_uses_the_next_when_one_refuses_connections(
+    server: ServerProcess,
+) -> None:
+    dead = "http://127.0.0.1:9"  # discard: nothing listens
+    async with Client([dead, server.base_url]) as client:
+        counter = client.namespace("COUNTER").get_by_name("failover")
+        assert await counter.increment(2) == 2
+        assert await counter.value() == 2
+    async with Client([dead]) as nowhere:
+        with pytest.raises(httpx.ConnectError):
+            await nowhere.namespace("COUNTER").get_by_name("x").value()
+    with pytest.raises(ValueError, match="at least one"):
+        Client([])
