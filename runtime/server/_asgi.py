@@ -68,7 +68,7 @@ from ._cluster import (
 from ._guest import TrioPortal, log_errors, open_trio_guest
 from ._live_socket import open_live_socket
 from ._metrics import ServerMetrics
-from ._relay import Relay, RelayConnectError, RelayError
+from ._relay import Relay, RelayConnectError, RelayError, relay_websocket
 from ._tenants import Tenants
 from ._websocket_bridge import bridge_websocket
 
@@ -329,11 +329,16 @@ class DoboxApp:
             tenant, binding, name, rest, rest_as_sent = self._target(scope)
             if self.cluster is not None and FORWARDED_BY not in _headers(scope):
                 claim_key = self.cluster.claim_key(tenant, binding, name)
-                address = await self._in_trio(self.cluster.owner_of, claim_key)
-                if isinstance(address, str):  # one-hop WebSockets are not built yet
-                    raise HttpError(503, "NotHere", "this object is served by the node at "
-                                    f"{address}: open WebSockets to it there",
-                                    headers={OWNER: address}, retryable=True)
+                known, address = self.cluster.known_owner(claim_key)
+                if not known:
+                    found = await self._in_trio(self.cluster.owner_of, claim_key)
+                    address = found if isinstance(found, str) else None
+                if address is not None:
+                    self.metrics.forwards.inc()
+                    await relay_websocket(address, scope, receive, send,
+                                          node=self.cluster.node.name,
+                                          open_timeout=self.request_timeout)
+                    return
             if len(rest) == 2 and rest[0] == "subscribe":  # a live query of a collection
                 live = await self._in_trio(self._live_query, tenant, binding, name, rest[1])
                 assert isinstance(live, WebSocket)

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 
+import anyio
 import attrs
 import httptools
 
+from actors._websocket import MAX_MESSAGE_SIZE
 from storage import DoboxError
 
 
@@ -129,6 +131,118 @@ class Relay:
             for _, writer in connections:
                 writer.close()
         self._idle.clear()
+
+
+WEBSOCKET_HANDSHAKE = frozenset({"sec-websocket-key", "sec-websocket-version",
+                                 "sec-websocket-extensions", "sec-websocket-protocol"})
+
+
+async def relay_websocket(address: str, scope: MutableMapping[str, object],
+                          receive: Callable[[], Awaitable[MutableMapping[str, object]]],
+                          send: Callable[[MutableMapping[str, object]], Awaitable[None]],
+                          *, node: str, open_timeout: float) -> None:
+    """Carry a WebSocket to the node at ``address`` that serves its object: open the same
+    upgrade there (its refusal is relayed as it came), accept the client with the
+    subprotocol the owner chose, and copy frames both ways until one side closes, with its
+    code. A client lost without a close frame is a connection aborted upstream, so the
+    object sees 1006 there too. Runs under asyncio (``dobox serve``)."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+    from websockets.typing import Subprotocol
+
+    raw = scope.get("raw_path")
+    path = raw.decode("latin-1") if isinstance(raw, bytes) else str(scope["path"])
+    query = scope.get("query_string", b"")
+    if isinstance(query, bytes) and query:
+        path += "?" + query.decode("latin-1")
+    url = "ws" + address[len("http"):] + path
+    raw_headers = scope["headers"]
+    assert isinstance(raw_headers, list), "ASGI headers are a list of pairs"
+    headers = [(bytes(k).decode("latin-1"), bytes(v).decode("latin-1"))
+               for k, v in raw_headers]
+    kept = [(name, value) for name, value in headers
+            if name.lower() not in HOP_BY_HOP_WS and name.lower() not in WEBSOCKET_HANDSHAKE]
+    kept.append(("dobox-forwarded-by", node))
+    offered = scope.get("subprotocols")
+    subprotocols = [p for p in offered if isinstance(p, str)] if isinstance(offered, list) else []
+    try:
+        upstream = await connect(url, additional_headers=kept,
+                                 subprotocols=[Subprotocol(p) for p in subprotocols] or None,
+                                 proxy=None, compression=None, max_size=MAX_MESSAGE_SIZE,
+                                 ping_interval=None, open_timeout=open_timeout)
+    except InvalidStatus as exc:  # the owner refused the upgrade: say what it said
+        refusal = exc.response
+        await _deny_upgrade(scope, send, refusal.status_code, bytes(refusal.body or b""),
+                            [(k, v) for k, v in refusal.headers.raw_items()])
+        return
+    except (OSError, TimeoutError, InvalidHandshake) as exc:
+        body = (f'{{"error": {{"type": "Unavailable", "message": "the node serving this object '
+                f'cannot be reached: {type(exc).__name__}", "remote": false, '
+                f'"retryable": true, "overloaded": false, "reset": false}}}}').encode()
+        await _deny_upgrade(scope, send, 503, body, [("content-type", "application/json")])
+        return
+    accept: dict[str, object] = {"type": "websocket.accept"}
+    if upstream.subprotocol is not None:
+        accept["subprotocol"] = upstream.subprotocol
+    await send(accept)
+
+    async def downstream() -> None:
+        try:
+            async for message in upstream:
+                key = "text" if isinstance(message, str) else "bytes"
+                await send({"type": "websocket.send", key: message})
+        except ConnectionClosed:
+            pass
+        code = upstream.close_code if upstream.close_code is not None else 1006
+        if code in (1005, 1006):
+            code = 1011 if code == 1006 else 1000
+        await send({"type": "websocket.close", "code": code,
+                    "reason": upstream.close_reason or ""})
+
+    async def client_side() -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.receive":
+                text, binary = message.get("text"), message.get("bytes")
+                data = text if isinstance(text, str) else (
+                    binary if isinstance(binary, bytes) else b"")
+                try:
+                    await upstream.send(data)
+                except ConnectionClosed:
+                    return
+            elif message["type"] == "websocket.disconnect":
+                code = message.get("code", 1005)
+                if isinstance(code, int) and (code == 1000 or 3000 <= code <= 4999):
+                    await upstream.close(code, str(message.get("reason") or ""))
+                else:  # lost, not closed: the owner's side must see a lost connection
+                    upstream.transport.abort()
+                return
+
+    async with anyio.create_task_group() as tasks:
+        async def first_done(fn: Callable[[], Awaitable[None]]) -> None:
+            await fn()
+            tasks.cancel_scope.cancel()
+
+        tasks.start_soon(first_done, downstream)
+        tasks.start_soon(first_done, client_side)
+
+
+async def _deny_upgrade(scope: MutableMapping[str, object],
+                        send: Callable[[MutableMapping[str, object]], Awaitable[None]],
+                        status: int, body: bytes, headers: list[tuple[str, str]]) -> None:
+    extensions = scope.get("extensions")
+    if isinstance(extensions, dict) and "websocket.http.response" in extensions:
+        await send({"type": "websocket.http.response.start", "status": status,
+                    "headers": [(k.lower().encode(), v.encode()) for k, v in headers
+                                if k.lower() not in ("content-length", "transfer-encoding",
+                                                     "connection", "date", "server")]})
+        await send({"type": "websocket.http.response.body", "body": body})
+    else:
+        await send({"type": "websocket.close", "code": 1008})
+
+
+HOP_BY_HOP_WS = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "upgrade",
+                           "proxy-connection", "host", "content-length"})
 
 
 class _Stale(Exception):

@@ -15,7 +15,7 @@ import trio
 from actors import RemoteError
 from actors._ids import id_from_name, namespace_key
 from harness import EtcdProcess, ServerProcess, open_etcd
-from runtime import Client, RetryPolicy
+from runtime import Client, RetryPolicy, WebSocketClosed, WebSocketRejected
 from runtime.cluster import Etcd
 from tests.runtime.test_server import OBJECTS, ROOT
 
@@ -226,3 +226,39 @@ async def test_a_client_given_every_node_goes_on_when_one_dies(
                         if not exc.retryable:
                             raise
                         await trio.sleep(0.1)
+
+
+async def test_websockets_and_live_queries_take_the_hop(
+    nodes: list[ServerProcess], etcd: EtcdProcess
+) -> None:
+    a, b = nodes
+    async with Client(a.base_url) as via_a, Client(b.base_url) as via_b:
+        for i in range(6):  # some rooms live on a, some on b: each is opened through both
+            name = f"room{i}"
+            room_a, room_b = (c.namespace("ROOM").get_by_name(name) for c in (via_a, via_b))
+            async with room_a.websocket("/chat?user=ann") as ann, \
+                    room_b.websocket("/chat?user=bob") as bob:
+                await ann.send("whoami")
+                assert await ann.receive() == "ann (start 1)"
+                await bob.send("hello")  # stored, then sent to every socket of the room
+                assert await ann.receive() == "hello"
+                assert await bob.receive() == "hello"
+                await bob.send("bye")  # the object closes bob's socket: 4000 crosses the hop
+                with pytest.raises(WebSocketClosed) as closed:
+                    await bob.receive()
+                assert (closed.value.code, closed.value.reason) == (4000, "bye")
+            assert await room_b.call("last") == "hello"
+            with pytest.raises(WebSocketRejected) as rejected:  # a refusal crosses the hop too
+                async with via_b.namespace("WEB").get_by_name(name).websocket():
+                    pass
+            assert rejected.value.status == 201
+        board = via_b.namespace("BOARD").get_by_name("team")
+        await via_a.namespace("BOARD").get_by_name("team").add(1, "first", True)
+        with trio.fail_after(30):
+            async with board.subscribe("notes", order_by="id") as feed:
+                snapshot = await feed.__anext__()
+                assert snapshot["records"] == [{"id": 1, "text": "first", "pinned": True}]
+                await via_a.namespace("BOARD").get_by_name("team").add(2, "second")
+                change = await feed.__anext__()
+                assert change["inserted"] == [{"id": 2, "text": "second", "pinned": False}]
+    assert await metric(a, "dobox_forwards_total") + await metric(b, "dobox_forwards_total") > 6
