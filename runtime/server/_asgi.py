@@ -68,7 +68,7 @@ from ._cluster import (
 from ._guest import TrioPortal, log_errors, open_trio_guest
 from ._live_socket import open_live_socket
 from ._metrics import ServerMetrics
-from ._relay import Relay, RelayConnectError, RelayError, relay_websocket
+from ._relay import Relay, RelayConnectError, RelayError, RelayRefused, relay_websocket
 from ._tenants import Tenants
 from ._websocket_bridge import bridge_websocket
 
@@ -187,11 +187,7 @@ class DoboxApp:
         tenant, binding, name, rest, rest_as_sent = self._target(scope)
         body = await _read_body(receive, self.max_body)
         if self.cluster is not None and FORWARDED_BY not in _headers(scope):
-            claim_key = self.cluster.claim_key(tenant, binding, name)
-            known, address = self.cluster.known_owner(claim_key)
-            if not known:
-                found = await self._in_trio(self.cluster.owner_of, claim_key)
-                address = found if isinstance(found, str) else None
+            claim_key, address = await self._served_at(tenant, binding, name)
             if address is not None:
                 await self._forward(address, claim_key, scope, body, send)
                 return
@@ -250,6 +246,17 @@ class DoboxApp:
         return tenant, binding, name, parts[4:], rest_as_sent
 
     # -- the cluster --------------------------------------------------------------------------
+
+    async def _served_at(self, tenant: str, binding: str, name: str) -> tuple[str, str | None]:
+        """The object's claim key, and the address of the node that serves it (None: this
+        one), known here or asked of etcd."""
+        assert self.cluster is not None
+        claim_key = self.cluster.claim_key(tenant, binding, name)
+        known, address = self.cluster.known_owner(claim_key)
+        if not known:
+            found = await self._in_trio(self.cluster.owner_of, claim_key)
+            address = found if isinstance(found, str) else None
+        return claim_key, address
 
     async def _join_cluster(self) -> None:
         assert self.cluster is not None
@@ -327,17 +334,21 @@ class DoboxApp:
             return
         try:
             tenant, binding, name, rest, rest_as_sent = self._target(scope)
-            if self.cluster is not None and FORWARDED_BY not in _headers(scope):
-                claim_key = self.cluster.claim_key(tenant, binding, name)
-                known, address = self.cluster.known_owner(claim_key)
-                if not known:
-                    found = await self._in_trio(self.cluster.owner_of, claim_key)
-                    address = found if isinstance(found, str) else None
+            headers = _headers(scope)
+            if self.cluster is not None and FORWARDED_BY not in headers:
+                _, address = await self._served_at(tenant, binding, name)
                 if address is not None:
                     self.metrics.forwards.inc()
-                    await relay_websocket(address, scope, receive, send,
-                                          node=self.cluster.node.name,
-                                          open_timeout=self.request_timeout)
+                    try:
+                        await relay_websocket(address, scope, headers, receive, send,
+                                              node=self.cluster.node.name,
+                                              open_timeout=self.request_timeout)
+                    except RelayRefused as refused:
+                        await _deny(scope, send, refused.status, refused.body,
+                                    refused.headers)
+                    except RelayConnectError as exc:
+                        raise HttpError(503, "Unavailable", str(exc), retryable=True,
+                                        headers={"retry-after": "1"}) from exc
                     return
             if len(rest) == 2 and rest[0] == "subscribe":  # a live query of a collection
                 live = await self._in_trio(self._live_query, tenant, binding, name, rest[1])

@@ -20,6 +20,8 @@ import httptools
 from actors._websocket import MAX_MESSAGE_SIZE
 from storage import DoboxError
 
+from ._cluster import HOP_BY_HOP, SERVERS_OWN, forwarded_headers
+
 
 class RelayError(DoboxError):
     """The connection failed after the request was sent: it may have run."""
@@ -27,6 +29,16 @@ class RelayError(DoboxError):
 
 class RelayConnectError(RelayError):
     """The node could not be connected to: nothing was sent."""
+
+
+class RelayRefused(RelayError):
+    """The owner answered a WebSocket upgrade with ``status`` (relayed as it came)."""
+
+    def __init__(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+        super().__init__(f"the owner refused the upgrade with {status}")
+        self.status = status
+        self.body = body
+        self.headers = headers
 
 
 @attrs.frozen
@@ -138,14 +150,20 @@ WEBSOCKET_HANDSHAKE = frozenset({"sec-websocket-key", "sec-websocket-version",
 
 
 async def relay_websocket(address: str, scope: MutableMapping[str, object],
+                          headers: dict[str, str],
                           receive: Callable[[], Awaitable[MutableMapping[str, object]]],
                           send: Callable[[MutableMapping[str, object]], Awaitable[None]],
                           *, node: str, open_timeout: float) -> None:
     """Carry a WebSocket to the node at ``address`` that serves its object: open the same
-    upgrade there (its refusal is relayed as it came), accept the client with the
-    subprotocol the owner chose, and copy frames both ways until one side closes, with its
-    code. A client lost without a close frame is a connection aborted upstream, so the
-    object sees 1006 there too. Runs under asyncio (``dobox serve``)."""
+    upgrade there, accept the client with the subprotocol the owner chose, and copy frames
+    both ways until one side closes, with its code. A client lost without a close frame is a
+    connection aborted upstream, so the object sees 1006 there too. Runs under asyncio
+    (``dobox serve``).
+
+    Raises (before accepting the client):
+        RelayRefused: the owner answered the upgrade with another status.
+        RelayConnectError: the owner could not be reached.
+    """
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
     from websockets.typing import Subprotocol
@@ -156,13 +174,8 @@ async def relay_websocket(address: str, scope: MutableMapping[str, object],
     if isinstance(query, bytes) and query:
         path += "?" + query.decode("latin-1")
     url = "ws" + address[len("http"):] + path
-    raw_headers = scope["headers"]
-    assert isinstance(raw_headers, list), "ASGI headers are a list of pairs"
-    headers = [(bytes(k).decode("latin-1"), bytes(v).decode("latin-1"))
-               for k, v in raw_headers]
-    kept = [(name, value) for name, value in headers
-            if name.lower() not in HOP_BY_HOP_WS and name.lower() not in WEBSOCKET_HANDSHAKE]
-    kept.append(("dobox-forwarded-by", node))
+    kept = [(name, value) for name, value in forwarded_headers(headers, node).items()
+            if name not in WEBSOCKET_HANDSHAKE]
     offered = scope.get("subprotocols")
     subprotocols = [p for p in offered if isinstance(p, str)] if isinstance(offered, list) else []
     try:
@@ -172,15 +185,11 @@ async def relay_websocket(address: str, scope: MutableMapping[str, object],
                                  ping_interval=None, open_timeout=open_timeout)
     except InvalidStatus as exc:  # the owner refused the upgrade: say what it said
         refusal = exc.response
-        await _deny_upgrade(scope, send, refusal.status_code, bytes(refusal.body or b""),
-                            [(k, v) for k, v in refusal.headers.raw_items()])
-        return
+        raise RelayRefused(refusal.status_code, bytes(refusal.body or b""),
+                           {k.lower(): v for k, v in refusal.headers.raw_items()
+                            if k.lower() not in SERVERS_OWN | HOP_BY_HOP}) from exc
     except (OSError, TimeoutError, InvalidHandshake) as exc:
-        body = (f'{{"error": {{"type": "Unavailable", "message": "the node serving this object '
-                f'cannot be reached: {type(exc).__name__}", "remote": false, '
-                f'"retryable": true, "overloaded": false, "reset": false}}}}').encode()
-        await _deny_upgrade(scope, send, 503, body, [("content-type", "application/json")])
-        return
+        raise RelayConnectError(f"cannot open a WebSocket at {address}: {exc!r}") from exc
     accept: dict[str, object] = {"type": "websocket.accept"}
     if upstream.subprotocol is not None:
         accept["subprotocol"] = upstream.subprotocol
@@ -225,24 +234,6 @@ async def relay_websocket(address: str, scope: MutableMapping[str, object],
 
         tasks.start_soon(first_done, downstream)
         tasks.start_soon(first_done, client_side)
-
-
-async def _deny_upgrade(scope: MutableMapping[str, object],
-                        send: Callable[[MutableMapping[str, object]], Awaitable[None]],
-                        status: int, body: bytes, headers: list[tuple[str, str]]) -> None:
-    extensions = scope.get("extensions")
-    if isinstance(extensions, dict) and "websocket.http.response" in extensions:
-        await send({"type": "websocket.http.response.start", "status": status,
-                    "headers": [(k.lower().encode(), v.encode()) for k, v in headers
-                                if k.lower() not in ("content-length", "transfer-encoding",
-                                                     "connection", "date", "server")]})
-        await send({"type": "websocket.http.response.body", "body": body})
-    else:
-        await send({"type": "websocket.close", "code": 1008})
-
-
-HOP_BY_HOP_WS = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "upgrade",
-                           "proxy-connection", "host", "content-length"})
 
 
 class _Stale(Exception):
