@@ -222,9 +222,13 @@ class ClusterCoordinator:
             OverloadedError: etcd cannot be reached (retry later).
         """
         node = self._node
-        if not node.holds_lease():
-            raise NotOwnerError(f"node {node.name} holds no lease ({node.lost or 'not joined'})")
         claim_key = node.claim_key(self._scope + key)
+        if not node.holds_lease():  # may own nothing, but can still say who does
+            holder = await self._holder(claim_key)
+            if holder is not None:
+                raise NotOwnerError(f"{key} is active on node {holder.get('node')}",
+                                    owner=holder.get("node"), address=holder.get("address"))
+            raise NotOwnerError(f"node {node.name} holds no lease ({node.lost or 'not joined'})")
         value = json.dumps({"node": node.name, "address": node.address}).encode()
         try:
             created, kv = await node.etcd.create(claim_key, value, lease=node.lease)
@@ -242,6 +246,13 @@ class ClusterCoordinator:
             raise NotOwnerError(f"node {node.name} lost its lease while claiming {key}")
         node.claims[claim_key] = kv.create_revision
         return Lease(key, kv.create_revision)
+
+    async def _holder(self, claim_key: str) -> dict[str, str] | None:
+        try:
+            kv = await self._node.etcd.get(claim_key)
+        except EtcdError:
+            return None
+        return None if kv is None else dict(json.loads(kv.value))
 
     def release(self, lease: Lease) -> None:
         self._node._release_soon(self._node.claim_key(self._scope + lease.key),
