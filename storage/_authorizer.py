@@ -8,7 +8,8 @@ engine SQL never has, so the two never share a statement-cache entry.
 Refused: transactions and savepoints (use ``transaction``/``transaction_sync``), ATTACH and
 DETACH, temporary objects, any other schema than ``main``, pragmas outside the allowlist,
 virtual tables other than FTS5 and R-Tree, and any access to a name starting with
-:data:`RESERVED_PREFIX` (the engine's own tables), in any letter case.
+:data:`RESERVED_PREFIXES` (the engine's own tables, and Litestream's when it replicates the
+file), in any letter case.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ import attrs
 
 RESERVED_PREFIX = "_dobox_"
 """Names starting with this (in any case) belong to the engine; object SQL cannot touch them."""
+RESERVED_PREFIXES = (RESERVED_PREFIX, "_litestream_")
+"""The engine's prefix, and Litestream's (it adds ``_litestream_seq`` and ``_litestream_lock``
+to every file it replicates): object SQL cannot touch either."""
 
 TRANSACTION_MESSAGE = (
     "To execute a transaction, use ctx.storage.transaction() or "
@@ -124,7 +128,7 @@ _TEMP_SCHEMA_TABLES = frozenset({"sqlite_temp_master", "sqlite_temp_schema"})
 
 
 def is_reserved(name: str | None) -> bool:
-    return name is not None and name[:7].lower() == RESERVED_PREFIX
+    return name is not None and name.lower().startswith(RESERVED_PREFIXES)
 
 
 @attrs.define
@@ -190,7 +194,9 @@ def _refusal(action: int, arg1: str | None, arg2: str | None, db_name: str | Non
 
 
 def _reserved(name: str | None) -> str:
-    return f"access to {name} is prohibited: names starting with {RESERVED_PREFIX!r} are reserved"
+    lowered = (name or "").lower()
+    prefix = next((p for p in RESERVED_PREFIXES if lowered.startswith(p)), RESERVED_PREFIX)
+    return f"access to {name} is prohibited: names starting with {prefix!r} are reserved"
 
 
 def _pragma_refusal(name: str, argument: str | None) -> str | None:

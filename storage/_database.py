@@ -117,15 +117,21 @@ class Database:
     label: str = ""
     """How error messages name the file: its path, or what the opener chose instead (the
     runtime names the object, so that a server's answers never show its file paths)."""
+    shared: bool = False
+    """Other processes may read and briefly write the file through SQLite's own locks
+    (Litestream replicating it): normal locking mode, a ``-shm`` file, ``BEGIN IMMEDIATE``."""
+    begin_sql: str = "BEGIN"
+    """How the implicit transaction begins (see :attr:`shared`)."""
     fault: StorageError | None = None
     """The last critical error (a damaged file, a full disk, an I/O error) met on this
     connection since :meth:`take_fault`; the runtime resets the object when it sees one."""
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, durability: Durability = "full",
-             label: str | None = None) -> Database:
+             label: str | None = None, shared: bool = False) -> Database:
         """Open (creating if needed) and lock the database file at ``path``; errors name it
-        ``label`` (default: its path).
+        ``label`` (default: its path). ``shared`` lets a replicator read it (see
+        :attr:`shared`); otherwise this connection alone uses the file.
 
         Raises:
             ObjectLockedError: another process holds the file.
@@ -145,7 +151,8 @@ class Database:
         except BaseException:
             lock.release()
             raise
-        db = cls(fspath, conn, durability, Authorizer(), lock, label=label)
+        db = cls(fspath, conn, durability, Authorizer(), lock, label=label, shared=shared,
+                 begin_sql="BEGIN IMMEDIATE" if shared else "BEGIN")
         try:
             db._configure()
         except BaseException:
@@ -161,7 +168,12 @@ class Database:
         # process with SIGBUS, not fail this one object. The file is this connection's
         # alone anyway (see _lock); other readers (dobox's inspection tools) must wait until
         # the connection is closed, and give up with a clear error after a second.
-        self.execute("PRAGMA locking_mode=EXCLUSIVE").fetchone()
+        if not self.shared:
+            self.execute("PRAGMA locking_mode=EXCLUSIVE").fetchone()
+        else:
+            # A replicator reads the WAL beside this connection, which needs the -shm; at
+            # least refuse one that is already unwritable, before SQLite maps it.
+            _check_writable(self.path + "-shm", self.label)
         # Read the schema before anything can write: a file that is not a database, or
         # whose first page is damaged, fails here and is left untouched.
         self.execute("SELECT count(*) FROM sqlite_master").fetchone()
@@ -270,7 +282,9 @@ class Database:
     def begin(self) -> None:
         """Begin the implicit transaction unless one is open."""
         if not self.conn.in_transaction:
-            self.execute("BEGIN")
+            # Shared: IMMEDIATE takes the write lock at once, so that the replicator's own
+            # small writes wait for this transaction instead of invalidating its snapshot.
+            self.execute(self.begin_sql)
 
     def mark_written(self) -> None:
         self._written = True
@@ -414,6 +428,17 @@ class Database:
                 self.conn.close()
         finally:
             self._lock.release()
+
+
+def _check_writable(path: str, label: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StorageError(f"cannot open {label}: its -shm file is not writable "
+                           f"({exc.strerror})") from exc
+    os.close(fd)
 
 
 def _connect(path: str, label: str) -> sqlite3.Connection:

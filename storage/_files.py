@@ -67,7 +67,8 @@ def peek_user_tables(conn: sqlite3.Connection) -> list[str]:
     """The object's own tables (not SQLite's, not the engine's), by name."""
     return [row[0] for row in conn.execute(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%' "
-        "AND name NOT LIKE '\\_dobox\\_%' ESCAPE '\\' ORDER BY name")]
+        "AND name NOT LIKE '\\_dobox\\_%' ESCAPE '\\' "
+        "AND name NOT LIKE '\\_litestream\\_%' ESCAPE '\\' ORDER BY name")]
 
 
 def peek_alarm(path: Path) -> float | None:

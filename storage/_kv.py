@@ -185,7 +185,7 @@ class SyncKV:
         conn = db.conn
         try:
             if not conn.in_transaction:
-                conn.execute("BEGIN")
+                conn.execute(db.begin_sql)
             if len(pairs) == 1:
                 conn.execute(_PUT, pairs[0])
             else:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Literal
 
 import sqlite_utils
 
+from ._authorizer import RESERVED_PREFIXES
 from ._database import Database
 from ._errors import CodecError, MigrationError, SchemaMismatchError, StorageError
 from ._meta import (
@@ -49,7 +50,7 @@ SchemaPolicy = Literal["clear", "throw", "migrate"]
 Migration = Callable[["Storage"], object]
 """``def step(storage) -> None``: synchronous, run inside the migration's transaction."""
 
-_RESERVED_OR_INTERNAL = ("sqlite_", "_dobox_")
+_RESERVED_OR_INTERNAL = ("sqlite_", *RESERVED_PREFIXES)
 
 
 class SchemaOutcome(enum.Enum):

@@ -17,12 +17,11 @@ import re
 import sqlite3
 from collections.abc import Iterator
 
-from ._authorizer import RESERVED_PREFIX
+from ._authorizer import RESERVED_PREFIX, RESERVED_PREFIXES
 from ._database import Database
 from ._errors import ForbiddenSqlError, LimitExceededError, SqlError, UnsupportedValueError
 from ._kv import Value
 from ._limits import MAX_BOUND_PARAMETERS, MAX_SQL_LENGTH
-from ._meta import ENGINE_TABLES
 
 _BINDABLE = frozenset({type(None), bool, int, float, str, bytes, bytearray, memoryview})
 
@@ -40,7 +39,8 @@ _CREATE_VIEW_OR_TRIGGER = re.compile(
 )
 _ALTER_SAVEPOINT = "_dobox_alter"
 _RESERVED_NAMES = (
-    "SELECT name FROM sqlite_master WHERE name LIKE '\\_dobox\\_%' ESCAPE '\\'"
+    "SELECT name FROM sqlite_master WHERE name LIKE '\\_dobox\\_%' ESCAPE '\\' "
+    "OR name LIKE '\\_litestream\\_%' ESCAPE '\\'"
 )
 
 
@@ -180,9 +180,11 @@ class SqlStorage:
         return SqlCursor(db, cursor, db.conn.total_changes - changes_before)
 
     def _run(self, statement: str, bindings: tuple[object, ...]) -> sqlite3.Cursor:
-        if RESERVED_PREFIX in statement.lower() and _CREATE_VIEW_OR_TRIGGER.search(statement):
+        lowered = statement.lower()
+        named = next((prefix for prefix in RESERVED_PREFIXES if prefix in lowered), None)
+        if named is not None and _CREATE_VIEW_OR_TRIGGER.search(statement):
             raise ForbiddenSqlError(
-                f"views and triggers may not refer to names starting with {RESERVED_PREFIX!r}: "
+                f"views and triggers may not refer to names starting with {named!r}: "
                 "those tables belong to dobox: SQLITE_AUTH"
             )
         if not _ALTER.search(statement):
@@ -194,16 +196,19 @@ class SqlStorage:
         # gives it, so check the schema afterwards and undo a rename into the reserved names.
         db = self._db
         db.begin()
+        before = {name for (name,) in db.execute(_RESERVED_NAMES)}  # the engine's, Litestream's
         db.execute(f"SAVEPOINT {_ALTER_SAVEPOINT}")
         try:
             cursor = db.execute_object_sql(statement, bindings)
             renamed = [
-                name for (name,) in db.execute(_RESERVED_NAMES) if name not in ENGINE_TABLES
+                name for (name,) in db.execute(_RESERVED_NAMES)
+                if name not in before
             ]
             if renamed:
                 raise ForbiddenSqlError(
                     f"the name {renamed[0]} is reserved: names starting with "
-                    f"{RESERVED_PREFIX!r} belong to dobox: SQLITE_AUTH"
+                    f"{RESERVED_PREFIX!r} or '_litestream_' belong to dobox and its "
+                    "replicator: SQLITE_AUTH"
                 )
         except BaseException:
             if db.conn.in_transaction:

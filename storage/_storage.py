@@ -59,12 +59,14 @@ def open_storage(
     namespace: str | None = None,
     class_name: str | None = None,
     label: str | None = None,
+    shared: bool = False,
 ) -> Storage:
     """Open (creating if needed) the object database at ``path`` and lock it.
 
     The file is opened in WAL mode with ``synchronous`` set by ``durability``. ``name``,
     ``namespace`` and ``class_name``, when given, are recorded in the file for listing and
-    inspection. Errors name the file ``label`` (default: its path).
+    inspection. Errors name the file ``label`` (default: its path). ``shared`` lets a
+    replicator (Litestream) read the file beside this connection.
 
     Raises:
         ObjectLockedError: another process (or another storage here) holds the file.
@@ -74,7 +76,7 @@ def open_storage(
 
     Close it with :meth:`Storage.close` (or use it as a context manager).
     """
-    db = Database.open(path, durability=durability, label=label)
+    db = Database.open(path, durability=durability, label=label, shared=shared)
     try:
         ensure_engine_tables(db)
         storage = Storage(db)

@@ -9,6 +9,7 @@ from storage import ForbiddenSqlError, Storage
 
 TRANSACTION = "To execute a transaction, use ctx.storage.transaction()"
 RESERVED = "names starting with '_dobox_' are reserved"
+REPLICATOR = "names starting with '_litestream_' are reserved"
 
 
 @pytest.mark.parametrize(
@@ -56,6 +57,14 @@ RESERVED = "names starting with '_dobox_' are reserved"
                      id="rename-quoted"),
         pytest.param("ALTER TABLE _dobox_kv RENAME TO mine", RESERVED, id="rename-kv"),
         pytest.param("PRAGMA table_info(_dobox_kv)", RESERVED, id="pragma-on-kv"),
+        pytest.param("SELECT * FROM _litestream_seq", REPLICATOR, id="read-litestream"),
+        pytest.param("DELETE FROM _Litestream_Lock", REPLICATOR, id="delete-litestream"),
+        pytest.param("CREATE TABLE _litestream_mine (a)", REPLICATOR,
+                     id="create-litestream"),
+        pytest.param("CREATE VIEW v AS SELECT * FROM _litestream_seq", "views and triggers",
+                     id="view-over-litestream"),
+        pytest.param("ALTER TABLE people RENAME TO _litestream_people", "is reserved",
+                     id="rename-into-litestream"),
         pytest.param("SELECT * FROM pragma_table_info('_dobox_meta')", RESERVED,
                      id="pragma-function-on-meta"),
         pytest.param("CREATE VIRTUAL TABLE v USING fts4(a)", "virtual table module 'fts4'",
@@ -69,6 +78,7 @@ def test_forbidden_sql_is_refused_and_changes_nothing(
     store: Storage, query: str, message: str
 ) -> None:
     store.sql.exec("CREATE TABLE people (name TEXT)")
+    _add_litestreams_tables(store)
     store.kv.put("kept", 1)
     store.commit()
     schema_before = store.sql.exec("SELECT type, name, sql FROM sqlite_master").to_list()
@@ -111,6 +121,30 @@ def test_forbidden_sql_is_refused_and_changes_nothing(
 def test_allowed_sql_runs(store: Storage, query: str) -> None:
     store.sql.exec("CREATE TABLE people (name TEXT)")
     store.sql.exec(query).to_list()
+
+
+def test_object_sql_alters_its_tables_beside_the_engines_and_litestreams(
+    store: Storage,
+) -> None:
+    """The tables Litestream adds to a replicated file (made here as it makes them) and a
+    collection's tables do not make every ALTER look like a rename into reserved names."""
+    _add_litestreams_tables(store)
+    store._db.conn.execute("CREATE TABLE _dobox_c_tasks (id TEXT PRIMARY KEY)")
+    store.sql.exec("CREATE TABLE people (name TEXT)")
+    store.sql.exec("ALTER TABLE people RENAME TO persons")
+    store.sql.exec("ALTER TABLE persons ADD COLUMN age INTEGER")
+    store.sql.exec("INSERT INTO persons (name, age) VALUES ('ada', 36)")
+    assert store.sql.exec("SELECT name, age FROM persons").to_list() == [
+        {"name": "ada", "age": 36}]
+    names = {row["name"] for row in store.sql.exec("SELECT name FROM sqlite_master")}
+    assert {"persons", "_litestream_seq", "_dobox_c_tasks"} <= names
+
+
+def _add_litestreams_tables(store: Storage) -> None:
+    """What Litestream adds to a file it replicates (its own connection, unguarded)."""
+    store._db.conn.execute(
+        "CREATE TABLE IF NOT EXISTS _litestream_seq (id INTEGER PRIMARY KEY, seq INTEGER)")
+    store._db.conn.execute("CREATE TABLE IF NOT EXISTS _litestream_lock (id INTEGER)")
 
 
 def test_a_view_over_reserved_tables_cannot_be_used(store: Storage) -> None:
