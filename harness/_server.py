@@ -45,6 +45,8 @@ class ServerProcess:
         """The server's limit of open files (soft and hard: ``ulimit -n``), when given."""
         self.options = list(options)
         """More ``dobox serve`` options, such as ``["--idle-timeout", "1"]``."""
+        self.environment: dict[str, str] = {}
+        """More environment variables for the server process."""
         self.objects = objects
         self.cwd = cwd
         self.tokens = tokens
@@ -70,7 +72,7 @@ class ServerProcess:
         """
         if self.running:
             raise RuntimeError("the server process is already running")
-        environment = dict(os.environ)
+        environment = dict(os.environ) | self.environment
         if self.cwd is not None:
             environment["PYTHONPATH"] = os.pathsep.join(
                 filter(None, [str(self.cwd), environment.get("PYTHONPATH")])

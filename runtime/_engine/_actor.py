@@ -157,6 +157,8 @@ class Actor:
         """Calls made by this object while it had uncommitted writes: sent after the commit."""
         self._holds_descriptors = False
         """Room for its file is taken from the process's descriptor budget."""
+        self._replicating = False
+        """The coordinator replicates the open file (its last sync is owed on closing)."""
 
     def __repr__(self) -> str:
         return f"<Actor {self.label} {self.state}>"
@@ -231,6 +233,10 @@ class Actor:
             if self._holds_descriptors:
                 self._holds_descriptors = False
                 self.site.descriptors.release()
+            if self._replicating and self._lease is not None:
+                self._replicating = False
+                with trio.CancelScope(shield=True):  # a last sync before the claim goes
+                    await self.site.coordinator.after_close(self._lease, self.path)
             if self._lease is not None:
                 self.site.coordinator.release(self._lease)
             if self.state != "dead":
@@ -253,8 +259,10 @@ class Actor:
             self._die_activating(exc)
             return False
         self._holds_descriptors = True
+        coordinator = self.site.coordinator
         try:
-            self._lease = await self.site.coordinator.acquire(self.key)
+            self._lease = await coordinator.acquire(self.key)
+            await coordinator.before_open(self._lease, self.path)  # a replica: the newest copy
         except DoboxError as exc:  # owned elsewhere, or ownership cannot be decided now
             self._die_activating(exc)
             return False
@@ -262,12 +270,18 @@ class Actor:
             storage = open_storage(
                 self.path, durability=self.site.options.durability, name=self.id.name,
                 namespace=self.binding, class_name=self.cls.__qualname__,
-                label=f"the file of {scoped_label}",
+                label=f"the file of {scoped_label}", shared=coordinator.shares_files,
             )
         except DoboxError as exc:
             self._die_activating(exc)
             return False
         self.storage = storage
+        try:
+            await coordinator.after_open(self._lease, self.path)  # replicating from here on
+        except DoboxError as exc:
+            self._die_activating(exc)
+            return False
+        self._replicating = coordinator.shares_files
         try:
             storage.apply_schema(
                 self.cls.schema_version, policy=schema_policy(self.cls),
@@ -507,10 +521,11 @@ class Actor:
         assert storage is not None
         alarms = self.site.alarms if storage.alarm_changed else None
         alarm_at = storage.get_alarm_sync() if alarms is not None else None
-        if storage.has_uncommitted_writes and not self._still_owned():
+        committed = storage.has_uncommitted_writes
+        if committed and not self._still_owned(committed=False):
             return
         try:
-            if storage.has_uncommitted_writes:
+            if committed:
                 started = time.perf_counter()
                 self.site.counters.commits += 1
                 if alarms is not None:  # the index may hold more than the files, never less
@@ -526,7 +541,17 @@ class Actor:
             return
         if alarms is not None:
             alarms.after_commit(self.key, self.binding, self.id.hex, alarm_at)
-        if not self._still_owned():  # lost while committing: acknowledge nothing
+        if committed and self.site.coordinator.confirms_commits:
+            assert self._lease is not None
+            try:  # replicated before acknowledged (a cluster's --replication sync)
+                await self.site.coordinator.confirm(self._lease, self.path)
+            except DoboxError as exc:
+                self.reset(f"its writes were committed on this node, but their replication "
+                           f"was not confirmed ({exc}): whether they survive the loss of this "
+                           "node is unknown", cause=exc, type_name=type(exc).__name__,
+                           retryable=False)
+                return
+        if not self._still_owned(committed=committed):  # lost while committing
             return
         for event, outcome in batch:
             self._deliver(event, outcome)
@@ -534,14 +559,21 @@ class Actor:
         for send in held:
             send()  # calls made while those writes were uncommitted may leave now
 
-    def _still_owned(self) -> bool:
+    def _still_owned(self, *, committed: bool) -> bool:
         """Whether this node may still acknowledge this object's writes (a cluster node that
-        lost its lease may not: another may own the object now); if not, reset it, so that
-        its uncommitted writes are dropped and its callers told to retry."""
+        lost its lease may not: another may own the object now); if not, reset it. Before
+        a commit, its writes are dropped and its callers told to retry; after one (the lease
+        lapsed while it ran), the writes are on disk here and may reach the next owner, so
+        the callers are told the outcome is unknown instead."""
         if self.site.coordinator.owns(self.key):
             return True
-        self.reset("this node no longer owns the object (its lease in the cluster lapsed); "
-                   "nothing was acknowledged, retry")
+        if committed:
+            self.reset("this node lost its ownership of the object (its lease in the cluster "
+                       "lapsed) while committing: the writes were not acknowledged and may or "
+                       "may not survive", retryable=False)
+        else:
+            self.reset("this node no longer owns the object (its lease in the cluster "
+                       "lapsed); nothing was committed, retry")
         return False
 
     # -- calls to other objects -------------------------------------------------------------

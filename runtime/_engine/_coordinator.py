@@ -7,6 +7,12 @@ nothing. The cluster's coordinator (``runtime.cluster``: leases in etcd, ownersh
 by compare-and-swap) implements the same interface; its ``fencing_token`` is the claim
 revision. Nothing above the coordinator changes when it does.
 
+A coordinator may also replicate each object's file (the cluster's does, with Litestream):
+the actor calls its hooks around the file's life, ``before_open`` (bring the newest copy),
+``after_open`` (start replicating), ``confirm`` after each commit when ``confirms_commits``
+(wait for the replica), and ``after_close`` (a last sync), and opens the file shared when
+``shares_files`` (the replicator reads it beside the runtime).
+
 In one process, the router's own bookkeeping already guarantees one activation per id;
 :class:`SingleProcessCoordinator` checks that guarantee and hands out increasing fencing
 tokens. Across processes, the object file's ``flock`` refuses a second owner.
@@ -15,6 +21,7 @@ tokens. Across processes, the object file's ``flock`` refuses a second owner.
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 from typing import Protocol
 
 import attrs
@@ -48,6 +55,32 @@ class Coordinator(Protocol):
     def owns(self, key: str) -> bool:
         ...
 
+    @property
+    def shares_files(self) -> bool:
+        """Whether another process reads object files beside the runtime (a replicator)."""
+        ...
+
+    @property
+    def confirms_commits(self) -> bool:
+        """Whether each commit waits for :meth:`confirm` before it is acknowledged."""
+        ...
+
+    async def before_open(self, lease: Lease, path: Path) -> None:
+        """Before the object's file opens: bring the newest copy of it to ``path``."""
+        ...
+
+    async def after_open(self, lease: Lease, path: Path) -> None:
+        """After the file opened, before any of the object's code runs."""
+        ...
+
+    async def confirm(self, lease: Lease, path: Path) -> None:
+        """After a commit, before it is acknowledged (only if :attr:`confirms_commits`)."""
+        ...
+
+    async def after_close(self, lease: Lease, path: Path) -> None:
+        """After the file closed, before the lease is released."""
+        ...
+
 
 @attrs.define
 class SingleProcessCoordinator:
@@ -69,6 +102,22 @@ class SingleProcessCoordinator:
 
     def owns(self, key: str) -> bool:
         return key in self._owned
+
+    # One process replicates nothing: the file on this disk is the object.
+    shares_files = False
+    confirms_commits = False
+
+    async def before_open(self, lease: Lease, path: Path) -> None:
+        pass
+
+    async def after_open(self, lease: Lease, path: Path) -> None:
+        pass
+
+    async def confirm(self, lease: Lease, path: Path) -> None:
+        pass
+
+    async def after_close(self, lease: Lease, path: Path) -> None:
+        pass
 
     @property
     def owned(self) -> int:

@@ -22,6 +22,7 @@ import trio
 from actors import DurableObject
 from actors._websocket import MAX_MESSAGE_SIZE
 from runtime._engine import RuntimeOptions, open_runtime, raise_open_file_limit
+from runtime.cluster import ReplicaSettings, ReplicationMode
 from runtime.server import ClusterSettings, DoboxApp
 from storage import Durability, ForbiddenSqlError
 
@@ -150,10 +151,19 @@ _TENANT = click.option("--tenant", default=None, help="A server tenant's objects
 @click.option("--lease-ttl", type=click.IntRange(min=2), default=5, show_default=True,
               help="Seconds a node's lease lasts without a keep-alive: how soon another "
               "node takes over the objects of one that died.")
+@click.option("--replica", metavar="URL",
+              help="Replicate each object's file with Litestream to URL/<object>/<claim> "
+              "(file:///path, s3://bucket/prefix); the node starts Litestream itself. Each "
+              "node then needs its own --data directory.")
+@click.option("--replication", type=click.Choice(["async", "sync"]), default="async",
+              show_default=True,
+              help="sync: acknowledge a commit only once the replica has it; async: after "
+              "the local fsync (a lost machine may lose its last second or so).")
 def serve(objects_spec: str, data: Path, host: str, port: int, tokens: Path | None,
           durability: Durability, idle_timeout: float, request_timeout: float,
           max_queued: int, cluster_endpoints: str | None, node_name: str | None,
-          advertise: str | None, lease_ttl: int) -> None:
+          advertise: str | None, lease_ttl: int, replica: str | None,
+          replication: ReplicationMode) -> None:
     """Serve the objects named by MODULE:OBJECTS (a dict of binding to class) over HTTP."""
     import uvicorn  # imported here: the other commands do not need a server
 
@@ -170,11 +180,16 @@ def serve(objects_spec: str, data: Path, host: str, port: int, tokens: Path | No
         endpoints = tuple(e.strip() for e in cluster_endpoints.split(",") if e.strip())
         if not endpoints:
             raise click.ClickException("--cluster needs at least one etcd endpoint URL")
+        try:
+            replica_settings = (ReplicaSettings(replica, replication) if replica is not None
+                                else None)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from exc
         cluster = ClusterSettings(endpoints=endpoints, node=node_name or f"{host}:{port}",
                                   advertise=advertise or f"http://{host}:{port}",
-                                  ttl=lease_ttl)
-    elif node_name is not None or advertise is not None:
-        raise click.ClickException("--node and --advertise need --cluster")
+                                  ttl=lease_ttl, replica=replica_settings)
+    elif node_name is not None or advertise is not None or replica is not None:
+        raise click.ClickException("--node, --advertise and --replica need --cluster")
     app = DoboxApp(data, objects, tokens=tenant_tokens, request_timeout=request_timeout,
                    cluster=cluster,
                    runtime_options=RuntimeOptions(durability=durability,

@@ -189,5 +189,17 @@ class Etcd:
         })
         return bool(answer.get("succeeded"))
 
+    async def put_if_created_at(self, key: str, value: bytes, *, guard: str,
+                                create_revision: int) -> bool:
+        """Set ``key`` (no lease) only while ``guard`` is the incarnation created at
+        ``create_revision`` (a claim this node still holds); whether it did."""
+        answer = await self._call("/v3/kv/txn", {
+            "compare": [{"key": _b64(guard), "target": "CREATE",
+                         "create_revision": str(create_revision)}],
+            "success": [{"request_put": {"key": _b64(key), "value": _b64(value)}}],
+            "failure": [],
+        })
+        return bool(answer.get("succeeded"))
+
     async def delete(self, key: str) -> None:
         await self._call("/v3/kv/deleterange", {"key": _b64(key)})

@@ -21,28 +21,19 @@ import json
 import logging
 import math
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import attrs
 import trio
 
 from actors import OverloadedError
 from runtime._engine import Lease
-from storage import DoboxError
 
+from ._errors import NotOwnerError
 from ._etcd import Etcd, EtcdError
+from ._replicas import Replicas
 
 log = logging.getLogger("dobox.cluster")
-
-
-class NotOwnerError(DoboxError):
-    """Another node holds the object (``owner`` says which, and where), or this node has
-    lost its lease and may own nothing."""
-
-    def __init__(self, message: str, *, owner: str | None = None,
-                 address: str | None = None) -> None:
-        super().__init__(message)
-        self.owner = owner
-        self.address = address
 
 
 @attrs.frozen
@@ -78,6 +69,8 @@ class ClusterNode:
         releasing task; those still queued when the node leaves go with its lease."""
         self.joins = 0
         """How many times the node joined: 1, plus one per lost lease."""
+        self.replicas: Replicas | None = None
+        """Set to replicate the files of the objects this node owns (``--replica``)."""
         self.before_leave: Callable[[], Awaitable[None]] | None = None
         """Awaited before the node leaves (its objects' last writes commit meanwhile)."""
 
@@ -261,3 +254,31 @@ class ClusterCoordinator:
     def owns(self, key: str) -> bool:
         node = self._node
         return node.holds_lease() and node.claim_key(self._scope + key) in node.claims
+
+    # -- replicas (when the node has them) ---------------------------------------------------
+
+    @property
+    def shares_files(self) -> bool:
+        return self._node.replicas is not None
+
+    @property
+    def confirms_commits(self) -> bool:
+        replicas = self._node.replicas
+        return replicas is not None and replicas.synchronous
+
+    async def before_open(self, lease: Lease, path: Path) -> None:
+        if self._node.replicas is not None:
+            await self._node.replicas.before_open(self._scope + lease.key, path)
+
+    async def after_open(self, lease: Lease, path: Path) -> None:
+        if self._node.replicas is not None:
+            await self._node.replicas.after_open(self._scope + lease.key, lease.fencing_token,
+                                                 path)
+
+    async def confirm(self, lease: Lease, path: Path) -> None:
+        if self._node.replicas is not None:
+            await self._node.replicas.confirm(path)
+
+    async def after_close(self, lease: Lease, path: Path) -> None:
+        if self._node.replicas is not None:
+            await self._node.replicas.after_close(path)

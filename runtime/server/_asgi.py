@@ -126,7 +126,7 @@ class DoboxApp:
             else self.runtime_options.idle_timeout,
             nursery=self._nursery)
         self.metrics = ServerMetrics(lambda: self.tenants.open)
-        self.cluster = ClusterFront(cluster) if cluster is not None else None
+        self.cluster = ClusterFront(cluster, Path(data_dir)) if cluster is not None else None
         """This server's node, when it is one of a cluster (see ``_cluster``)."""
         self._relay = Relay(timeout=request_timeout)
 

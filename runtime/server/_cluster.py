@@ -12,17 +12,28 @@ object at once) ends at etcd: one claim wins, and the loser answers ``NotOwnerEr
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import os
 from collections import OrderedDict
 from collections.abc import Sequence
+from pathlib import Path
 
 import attrs
 import trio
 
 from actors._ids import id_from_name, namespace_key
-from runtime.cluster import ClusterNode, Etcd, Member
+from runtime.cluster import (
+    ClusterNode,
+    Etcd,
+    Litestream,
+    Member,
+    ReplicaSettings,
+    ReplicationError,
+)
 from runtime.cluster._placement import place
+from runtime.cluster._replicas import Replicas
 
 log = logging.getLogger("dobox.cluster")
 
@@ -52,13 +63,20 @@ class ClusterSettings:
     """Where the other nodes reach this one (``http://host:port``)."""
     ttl: int = 5
     prefix: str = "dobox"
+    replica: ReplicaSettings | None = None
+    """``--replica URL --replication MODE``: replicate each object's file with Litestream."""
+
+
+REPLICATED_DIRECTORY_LOCK = ".dobox-replicated-node"
+"""Held (flock) in a replicated node's data directory: such a directory is one node's."""
 
 
 class ClusterFront:
     """This server's node, and the decision where each request is served."""
 
-    def __init__(self, settings: ClusterSettings) -> None:
+    def __init__(self, settings: ClusterSettings, data_dir: Path) -> None:
         self.settings = settings
+        self.data_dir = data_dir
         self.etcd = Etcd(list(settings.endpoints))
         self.node = ClusterNode(self.etcd, name=settings.node, address=settings.advertise,
                                 ttl=settings.ttl, prefix=settings.prefix)
@@ -76,6 +94,11 @@ class ClusterFront:
         """
         try:
             async with trio.open_nursery() as nursery:
+                if self.settings.replica is not None:
+                    self._lock_data_dir()
+                    litestream = Litestream()
+                    await nursery.start(litestream.run)
+                    self.node.replicas = Replicas(self.node, litestream, self.settings.replica)
                 await nursery.start(self.node.run)
                 await self._refresh_members()
                 task_status.started()
@@ -85,6 +108,21 @@ class ClusterFront:
         finally:
             with trio.CancelScope(shield=True):
                 await self.etcd.aclose()
+
+    def _lock_data_dir(self) -> None:
+        """Refuse a data directory that another replicated node uses: each node's Litestream
+        keeps its state beside the files, and two would corrupt each other's."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.data_dir / REPLICATED_DIRECTORY_LOCK, os.O_RDWR | os.O_CREAT
+                     | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ReplicationError(
+                f"another node replicates the data directory {self.data_dir}: with --replica "
+                "every node needs its own data directory") from None
+        self._directory_lock = fd  # held until the process exits
 
     async def _refresh_members(self) -> None:
         try:

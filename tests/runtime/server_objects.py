@@ -167,3 +167,21 @@ class Reminder(DurableObject):
 
 
 OBJECTS["REMINDER"] = Reminder
+
+
+class Ledger(DurableObject):
+    """Entries appended one per call, each stamped with the node that acknowledged it (the
+    server's ``DOBOX_TEST_NODE``): what the cluster's replication tests check."""
+
+    async def append(self, entry: str) -> int:
+        await self.ctx.storage.put(f"entry:{entry}", os.environ.get("DOBOX_TEST_NODE", ""))
+        count: int = await self.ctx.storage.get("count", 0) + 1
+        await self.ctx.storage.put("count", count)
+        return count
+
+    async def entries(self) -> dict[str, str]:
+        found = await self.ctx.storage.list(prefix="entry:")
+        return {key.removeprefix("entry:"): str(node) for key, node in found.items()}
+
+
+OBJECTS["LEDGER"] = Ledger
