@@ -146,7 +146,9 @@ class Client:
         for tried in range(len(self._bases)):
             index = (self._current + tried) % len(self._bases)
             try:
-                response = await self._http.send(build(self._bases[index]))
+                request = build(self._bases[index])
+                request.stream = _WholeBody(request.read())
+                response = await self._http.send(request)
             except httpx.ConnectError:
                 if tried == len(self._bases) - 1:
                     raise
@@ -236,6 +238,31 @@ class ClientStub:
         if method.startswith("_"):
             raise AttributeError(method)
         return functools.partial(self.call, method)
+
+
+class _WholeBody(httpx.AsyncByteStream):
+    """A request body sent in one piece. httpx's own iterates with an async generator,
+    which trio reports (a ResourceWarning) when a write to a dying server abandons it."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return _OneChunk(self._data)
+
+
+class _OneChunk:
+    def __init__(self, data: bytes) -> None:
+        self._data: bytes | None = data
+
+    def __aiter__(self) -> _OneChunk:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._data is None:
+            raise StopAsyncIteration
+        data, self._data = self._data, None
+        return data
 
 
 def _at(base: httpx.URL, path: str) -> httpx.URL:

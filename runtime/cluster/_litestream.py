@@ -107,6 +107,9 @@ class Litestream:
                 [self.binary, "replicate", "-config", str(config), "-no-expand-env"],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
+                # Its own session: a Ctrl-C at the terminal signals the node, which makes
+                # its objects' last syncs before it stops the daemon itself.
+                start_new_session=True,
                 preexec_fn=_die_with_parent if _prctl is not None else None)
             http = httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=str(socket)),
                                      base_url="http://litestream", timeout=self.timeout + 5)

@@ -17,7 +17,7 @@ import json
 import logging
 import os
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import attrs
@@ -92,19 +92,27 @@ class ClusterFront:
         Raises:
             EtcdError: etcd could not be reached to join.
         """
+        # Litestream outlives the node: leaving, the node waits for its objects to close,
+        # and each makes a last sync as it closes. So the daemon runs shielded, stopped only
+        # once the node has left.
+        litestream_scope = trio.CancelScope(shield=True)
         try:
-            async with trio.open_nursery() as nursery:
+            async with trio.open_nursery() as outer:
                 if self.settings.replica is not None:
                     self._lock_data_dir()
                     litestream = Litestream()
-                    await nursery.start(litestream.run)
+                    await outer.start(_run_shielded, litestream.run, litestream_scope)
                     self.node.replicas = Replicas(self.node, litestream, self.settings.replica)
-                await nursery.start(self.node.run)
-                await self._refresh_members()
-                task_status.started()
-                while True:
-                    await trio.sleep(self.settings.ttl / 3)
-                    await self._refresh_members()
+                try:
+                    async with trio.open_nursery() as nursery:
+                        await nursery.start(self.node.run)
+                        await self._refresh_members()
+                        task_status.started()
+                        while True:
+                            await trio.sleep(self.settings.ttl / 3)
+                            await self._refresh_members()
+                finally:
+                    litestream_scope.cancel()
         finally:
             with trio.CancelScope(shield=True):
                 await self.etcd.aclose()
@@ -166,6 +174,10 @@ class ClusterFront:
                 return None  # a claim of an earlier lease: it expires; activating says so
             address = str(holder.get("address"))
         else:
+            # Read after the claim: a member whose lease expired took its claims with it,
+            # so a node that was just found not to hold the object is not chosen from an
+            # older list (a paused node would hold the request until the relay timed out).
+            await self._refresh_members()
             members = [m for m in self.members if m.name != node.name]
             members.append(Member(node.name, node.address))
             winner = place(claim_key, members)
@@ -174,6 +186,13 @@ class ClusterFront:
             address = winner.address
         self.remember(claim_key, address)
         return address
+
+
+async def _run_shielded(run: Callable[[trio.TaskStatus[None]], Awaitable[None]],
+                        scope: trio.CancelScope,
+                        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    with scope:
+        await run(task_status)
 
 
 def forwarded_headers(headers: dict[str, str], node: str) -> dict[str, str]:

@@ -9,6 +9,7 @@ import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 import trio
 
@@ -126,3 +127,65 @@ async def test_sync_replication_loses_no_acknowledged_write_when_a_machine_is_lo
             entries = await ledger.entries()
             assert set(acknowledged[name]) <= set(entries), name  # nothing acknowledged lost
             assert await ledger.append("last") == len(entries) + 1  # each write applied once
+
+
+async def test_a_stale_owner_is_refused_and_its_replica_never_read_again(
+    nodes: list[ServerProcess], etcd: EtcdProcess
+) -> None:
+    """Pause the owner past its lease: the other node restores the object from the owner's
+    replica and continues it in a replica of its own. Resumed, the stale owner refuses to
+    serve the object; and when the new owner is lost in turn, the old one restores the new
+    owner's history instead of trusting its own older copy."""
+    a, b = nodes
+    async with Client(a.base_url, retry=RetryPolicy(attempts=1)) as via_a, \
+            Client(b.base_url, retry=RetryPolicy(attempts=1)) as via_b:
+        name = await an_object_on(via_a, etcd, "a")
+        for i in range(5):
+            await via_a.namespace("LEDGER").get_by_name(name).append(f"before{i}")
+        first = await pointer(etcd, name)
+        assert first["node"] == "a"
+        a.pause()
+        try:
+            with trio.fail_after(10 * TTL):  # until etcd expires a's lease
+                while _ledger_claim(name) in await claims(etcd):  # noqa: ASYNC110
+                    await trio.sleep(0.1)
+            ledger = via_b.namespace("LEDGER").get_by_name(name)
+            for i in range(5):
+                await ledger.append(f"after{i}")
+        finally:
+            a.resume()
+        second = await pointer(etcd, name)
+        assert second["node"] == "b"
+        assert int(str(second["token"])) > int(str(first["token"]))
+        async with httpx.AsyncClient() as http:  # a must not serve it itself any more
+            refused = await http.post(
+                f"{a.base_url}/default/LEDGER/{name}/rpc/append", json={"args": ["stale"]},
+                headers={"dobox-forwarded-by": "test"})
+        assert refused.status_code == 503
+        assert refused.json()["error"]["type"] == "NotOwnerError"
+        b.kill()  # the new owner's machine is lost
+        shutil.rmtree(b.data_dir)
+        with trio.fail_after(10 * TTL):
+            while True:  # a takes the object back once b's claim has expired
+                try:
+                    entries = await via_a.namespace("LEDGER").get_by_name(name).entries()
+                    break
+                except Exception:
+                    await trio.sleep(0.1)
+    assert set(entries) == {f"before{i}" for i in range(5)} | {f"after{i}" for i in range(5)}
+    assert "stale" not in entries
+    assert (await pointer(etcd, name))["node"] == "a"
+
+
+async def an_object_on(client: Client, etcd: EtcdProcess, node: str) -> str:
+    """The name of a ledger that lives on ``node`` (activated through ``client``)."""
+    for i in range(100):
+        name = f"x{i}"
+        await client.namespace("LEDGER").get_by_name(name).entries()
+        if (await claims(etcd)).get(_ledger_claim(name)) == node:
+            return name
+    raise AssertionError(f"no object was placed on {node}")
+
+
+def _ledger_claim(name: str) -> str:
+    return f"dobox/objects/default/LEDGER/{_ledger_hex(name)}"

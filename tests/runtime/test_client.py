@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import socket
+import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -160,3 +163,24 @@ async def test_a_client_with_several_servers_uses_the_next_when_one_refuses_conn
             await nowhere.namespace("COUNTER").get_by_name("x").value()
     with pytest.raises(ValueError, match="at least one"):
         Client([])
+
+
+async def test_a_server_that_hangs_up_during_the_request_leaves_nothing_unfinished() -> None:
+    """The write fails halfway through a large body; the client raises, and nothing it
+    started is left for the garbage collector (trio would warn: the suite makes warnings
+    errors)."""
+
+    async def hang_up(stream: trio.SocketStream) -> None:
+        await stream.receive_some(1024)
+        stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await stream.aclose()  # a reset, not a polite close
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(trio.serve_tcp, hang_up, 0)
+        port = listeners[0].socket.getsockname()[1]
+        async with Client(f"http://127.0.0.1:{port}", retry=RetryPolicy(attempts=1)) as client:
+            with pytest.raises(httpx.TransportError):
+                await client.namespace("COUNTER").get_by_name("x").increment("y" * 8_000_000)
+        gc.collect()
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()
