@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 
 import httpx
 import trio
@@ -178,6 +179,14 @@ class Ledger(DurableObject):
         count: int = await self.ctx.storage.get("count", 0) + 1
         await self.ctx.storage.put("count", count)
         return count
+
+    async def append_traced(self, entry: str) -> dict[str, object]:
+        """``append``, answering which activation served it as well: its node and an id
+        that each activation (each instance of the class) draws anew."""
+        count = await self.append(entry)
+        activation = self.__dict__.setdefault("_activation", secrets.token_hex(8))
+        return {"count": count, "node": os.environ.get("DOBOX_TEST_NODE", ""),
+                "activation": activation}
 
     async def entries(self) -> dict[str, str]:
         found = await self.ctx.storage.list(prefix="entry:")
