@@ -72,6 +72,42 @@ def two_wrks(bases: list[str], seconds: float, objects: int) -> float:
     return total
 
 
+OWN_OBJECTS = """
+names = {{{names}}}
+counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format("POST", "/default/COUNTER/" .. names[(counter % #names) + 1] ..
+                    "/rpc/increment", {{["Content-Type"] = "application/json"}}, "{{}}")
+end
+"""
+
+
+def routed_wrks(bases: list[str], owned: list[list[str]], seconds: float) -> float:
+    """Requests per second of one wrk per node, each sending only to the objects its node
+    holds (16 connections each): what clients that reach each object's node directly
+    get, no request taking the hop."""
+    scripts = []
+    for names in owned:
+        lua = Path(f"/tmp/dobox-bench-{os.getpid()}-{len(scripts)}.lua")
+        lua.write_text(OWN_OBJECTS.format(names=", ".join(f'"{n}"' for n in names)))
+        scripts.append(lua)
+    try:
+        processes = [subprocess.Popen(
+            ["wrk", "-t1", "-c16", f"-d{int(seconds)}s", "-s", str(lua), base],
+            stdout=subprocess.PIPE, text=True) for base, lua in zip(bases, scripts, strict=True)]
+        outputs = [process.communicate()[0] for process in processes]
+    finally:
+        for lua in scripts:
+            lua.unlink()
+    total = 0.0
+    for output in outputs:
+        if "Non-2xx" in output:
+            raise RuntimeError(f"wrk saw failed responses:\n{output}")
+        total += float(output.split("Requests/sec:")[1].split()[0])
+    return total
+
+
 def latency(base: str, path: str, count: int = 1000) -> float:
     timings = []
     with httpx.Client(base_url=base) as client:
@@ -131,6 +167,10 @@ async def main_async(args: argparse.Namespace) -> None:
         on_a = sum(node == "a" for node in held.values())
         on_a_names = [name for name in (f"o{i}" for i in range(1000))
                       if held.get(claim_key(name)) == "a"]
+        on_b_names = [name for name in (f"o{i}" for i in range(1000))
+                      if held.get(claim_key(name)) == "b"]
+        results["two nodes, routed"] = routed_wrks([a.base_url, b.base_url],
+                                                   [on_a_names, on_b_names], seconds)
         name = on_a_names[0]  # served directly by a, and through b with one hop
         results["direct"] = latency(a.base_url, f"/default/COUNTER/{name}/rpc/value")
         results["forwarded"] = latency(b.base_url, f"/default/COUNTER/{name}/rpc/value")
@@ -153,6 +193,9 @@ async def main_async(args: argparse.Namespace) -> None:
           f"({results['one node'] / results['single']:.2f}x)")
     print(f"  two cluster nodes, one data dir: {results['two nodes']:>9,.0f} /s  "
           f"({results['two nodes'] / results['single']:.2f}x; {on_a} of 1,000 objects on a)")
+    print(f"  two nodes, each request sent to its object's node (no hop): "
+          f"{results['two nodes, routed']:>9,.0f} /s  "
+          f"({results['two nodes, routed'] / results['single']:.2f}x)")
     print(f"sequential no-op call, median: served directly {results['direct'] * 1e3:.2f} ms, "
           f"through the other node {results['forwarded'] * 1e3:.2f} ms")
     print(f"takeover after SIGKILL of the holder (lease TTL {TTL} s): "

@@ -15,6 +15,10 @@ from actors._ids import check_name
 
 TENANT = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
+SERVED_BY = "dobox-node"
+"""On an answer of a cluster node: the address (``--advertise``) of the node that served the
+object, so that a client given every node can send that object's next calls there."""
+
 
 def check_tenant(tenant: str) -> str:
     """Raises: ValueError, for a tenant name outside the rule above."""

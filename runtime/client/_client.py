@@ -19,6 +19,7 @@ by default, as the Durable Objects docs suggest); nothing else is retried, and
 from __future__ import annotations
 
 import functools
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
@@ -36,7 +37,7 @@ from actors import (
     UnknownMethodError,
 )
 from actors._errors import remote_error_class
-from runtime._names import check_tenant, object_path, quote_segment
+from runtime._names import SERVED_BY, check_tenant, object_path, quote_segment
 from storage import DoboxError, Expr, Value
 
 from ._live import LiveQuery
@@ -66,6 +67,10 @@ class RetryPolicy:
         return float(min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
 
 
+MAX_HOMES = 10_000
+"""Objects whose node a client remembers."""
+
+
 class Client:
     """Calls objects served by ``dobox serve``; close it (or use ``async with``)."""
 
@@ -86,9 +91,14 @@ class Client:
         if not urls:
             raise ValueError("Client needs at least one server URL")
         self._bases = [httpx.URL(url) for url in urls]
+        self._node_index = {str(base).rstrip("/"): i for i, base in enumerate(self._bases)}
         """The servers (a cluster's nodes) this client may send to; it uses one until it
         cannot connect to it, then the next."""
         self._current = 0
+        self._homes: OrderedDict[tuple[str, str], int] = OrderedDict()
+        """Of a cluster's objects: the index in ``_bases`` of the node that last served
+        each (its ``dobox-node`` answer header), to send its next calls there directly
+        instead of through a hop. A hint: a node that no longer holds the object forwards."""
         self._http = httpx.AsyncClient(headers=headers, timeout=timeout, transport=transport)
         self.retry = retry
 
@@ -116,7 +126,8 @@ class Client:
             try:
                 response = await self._send(
                     lambda base: self._http.build_request(
-                        "POST", _at(base, path), json={"args": list(args), "kwargs": kwargs}))
+                        "POST", _at(base, path), json={"args": list(args), "kwargs": kwargs}),
+                    home=(binding, name))
                 return _result_of(response)
             except (RemoteError, httpx.TransportError) as exc:
                 retryable = (isinstance(exc, httpx.TransportError)
@@ -133,29 +144,47 @@ class Client:
         path = f"{object_path(self.tenant, binding, name)}{url.raw_path.decode()}"
         content = request.read()
         return await self._send(lambda base: httpx.Request(
-            request.method, _at(base, path), headers=request.headers, content=content))
+            request.method, _at(base, path), headers=request.headers, content=content),
+            home=(binding, name))
 
-    async def _send(self, build: Callable[[httpx.URL], httpx.Request]) -> httpx.Response:
-        """Send the request ``build`` makes for a server's URL, to the current server, then,
+    async def _send(self, build: Callable[[httpx.URL], httpx.Request],
+                    home: tuple[str, str] | None = None) -> httpx.Response:
+        """Send the request ``build`` makes for a server's URL: to the node that last served
+        the object ``home`` (binding, name), if known, else to the current server; then,
         each time a server cannot be connected to (nothing was sent: safe whatever the
         call), to the next.
 
         Raises:
             httpx.ConnectError: no server could be connected to.
         """
+        first = self._homes.get(home, self._current) if home is not None else self._current
         for tried in range(len(self._bases)):
-            index = (self._current + tried) % len(self._bases)
+            index = (first + tried) % len(self._bases)
             try:
                 request = build(self._bases[index])
                 request.stream = _WholeBody(request.read())
                 response = await self._http.send(request)
             except httpx.ConnectError:
+                if home is not None:
+                    self._homes.pop(home, None)
                 if tried == len(self._bases) - 1:
                     raise
                 continue
-            self._current = index
+            if tried:  # failed over: the next calls start from here
+                self._current = index
+            if home is not None and len(self._bases) > 1:
+                self._remember_home(home, response.headers.get(SERVED_BY))
             return response
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _remember_home(self, home: tuple[str, str], served_by: str | None) -> None:
+        index = self._node_index.get(served_by.rstrip("/")) if served_by else None
+        if index is None:  # not a cluster, or a node this client was not given
+            return
+        self._homes[home] = index
+        self._homes.move_to_end(home)
+        while len(self._homes) > MAX_HOMES:
+            self._homes.popitem(last=False)
 
 
     def websocket(self, binding: str, name: str, path: str = "/", *,

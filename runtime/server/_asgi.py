@@ -53,7 +53,7 @@ from actors import (
 from actors._ids import check_name
 from actors._websocket import WebSocket
 from runtime._engine import Runtime, RuntimeOptions, open_runtime
-from runtime._names import TENANT
+from runtime._names import SERVED_BY, TENANT
 from runtime.cluster import EtcdError, NotOwnerError
 from storage import DoboxError, StorageFullError, UnsupportedValueError
 
@@ -205,6 +205,8 @@ class DoboxApp:
 
     async def _serve_here(self, scope: Scope, send: Send, tenant: str, binding: str, name: str,
                           rest: list[str], rest_as_sent: str, body: bytes) -> None:
+        if self.cluster is not None:
+            send = _stamped(send, self.cluster.node.address)
         if len(rest) == 2 and rest[0] == "rpc" and scope["method"] == "POST":
             args, kwargs = _rpc_arguments(body)
             result = await self._in_trio(self._rpc, tenant, binding, name, rest[1], args, kwargs)
@@ -639,6 +641,20 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
             raise HttpError(413, "PayloadTooLarge", f"the body is over {limit:,} bytes")
         if not message.get("more_body"):
             return bytes(body)
+
+
+def _stamped(send: Send, address: str) -> Send:
+    """``send``, adding to the answer's headers the node that served it (``SERVED_BY``)."""
+    stamp = (SERVED_BY.encode(), address.encode())
+
+    async def stamped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = message.get("headers", [])
+            assert isinstance(headers, list)
+            message = {**message, "headers": [*headers, stamp]}
+        await send(message)
+
+    return stamped
 
 
 async def _send_json(send: Send, status: int, payload: object,

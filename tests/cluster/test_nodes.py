@@ -262,3 +262,31 @@ async def test_websockets_and_live_queries_take_the_hop(
                 change = await feed.__anext__()
                 assert change["inserted"] == [{"id": 2, "text": "second", "pinned": False}]
     assert await metric(a, "dobox_forwards_total") + await metric(b, "dobox_forwards_total") > 6
+
+
+async def test_a_client_given_every_node_sends_each_objects_calls_to_its_node(
+    nodes: list[ServerProcess], etcd: EtcdProcess
+) -> None:
+    """Each answer names the node that served the object (``dobox-node``); a client given
+    every node sends that object's next calls, RPC and fetch, there: no hop."""
+    a, b = nodes
+    async with Client([a.base_url, b.base_url]) as client:
+        counters = [client.namespace("COUNTER").get_by_name(f"home{i}") for i in range(10)]
+        pages = [client.namespace("WEB").get_by_name(f"home{i}") for i in range(10)]
+        for counter, page in zip(counters, pages, strict=True):  # these may take the hop
+            assert await counter.increment() == 1
+            assert (await page.fetch(httpx.Request("POST", "http://o/x"))).status_code == 201
+        assert set((await claims(etcd)).values()) == {"a", "b"}  # odds of not: 2^-19
+        forwarded = await metric(a, "dobox_forwards_total") + await metric(
+            b, "dobox_forwards_total")
+        for counter, page in zip(counters, pages, strict=True):
+            assert await counter.increment() == 2
+            assert (await page.fetch(httpx.Request("POST", "http://o/x"))).status_code == 201
+        assert await metric(a, "dobox_forwards_total") + await metric(
+            b, "dobox_forwards_total") == forwarded
+    async with httpx.AsyncClient() as http:  # what the client reads: the owner's address
+        for server in (a, b):
+            answer = await http.post(f"{server.base_url}/default/COUNTER/home0/rpc/value",
+                                     json={})
+            owner = a if (await claims(etcd))[claim_of("home0")] == "a" else b
+            assert answer.headers.get_list("dobox-node") == [owner.base_url]
