@@ -53,23 +53,10 @@ def cluster_node(data: Path, etcd: EtcdProcess, name: str, durability: str) -> S
 
 
 def two_wrks(bases: list[str], seconds: float, objects: int) -> float:
-    """Requests per second of one wrk per node, run at once (16 connections each)."""
+    """Requests per second of one wrk per node, run at once (16 connections each), each
+    round robin over all ``objects``: about half the requests take the hop."""
     script = ROUND_ROBIN.format(objects=objects)
-    lua = Path(f"/tmp/dobox-bench-{os.getpid()}.lua")
-    lua.write_text(script)
-    try:
-        processes = [subprocess.Popen(
-            ["wrk", "-t1", "-c16", f"-d{int(seconds)}s", "-s", str(lua), base],
-            stdout=subprocess.PIPE, text=True) for base in bases]
-        outputs = [process.communicate()[0] for process in processes]
-    finally:
-        lua.unlink()
-    total = 0.0
-    for output in outputs:
-        if "Non-2xx" in output:
-            raise RuntimeError(f"wrk saw failed responses:\n{output}")
-        total += float(output.split("Requests/sec:")[1].split()[0])
-    return total
+    return wrks_at_once(bases, [script] * len(bases), seconds)
 
 
 OWN_OBJECTS = """
@@ -87,18 +74,24 @@ def routed_wrks(bases: list[str], owned: list[list[str]], seconds: float) -> flo
     """Requests per second of one wrk per node, each sending only to the objects its node
     holds (16 connections each): what clients that reach each object's node directly
     get, no request taking the hop."""
-    scripts = []
-    for names in owned:
-        lua = Path(f"/tmp/dobox-bench-{os.getpid()}-{len(scripts)}.lua")
-        lua.write_text(OWN_OBJECTS.format(names=", ".join(f'"{n}"' for n in names)))
-        scripts.append(lua)
+    scripts = [OWN_OBJECTS.format(names=", ".join(f'"{name}"' for name in names))
+               for names in owned]
+    return wrks_at_once(bases, scripts, seconds)
+
+
+def wrks_at_once(bases: list[str], scripts: list[str], seconds: float) -> float:
+    """Requests per second of one wrk per base (16 connections, its own Lua script), all
+    run at once."""
+    luas = [Path(f"/tmp/dobox-bench-{os.getpid()}-{i}.lua") for i in range(len(scripts))]
+    for lua, script in zip(luas, scripts, strict=True):
+        lua.write_text(script)
     try:
         processes = [subprocess.Popen(
             ["wrk", "-t1", "-c16", f"-d{int(seconds)}s", "-s", str(lua), base],
-            stdout=subprocess.PIPE, text=True) for base, lua in zip(bases, scripts, strict=True)]
+            stdout=subprocess.PIPE, text=True) for base, lua in zip(bases, luas, strict=True)]
         outputs = [process.communicate()[0] for process in processes]
     finally:
-        for lua in scripts:
+        for lua in luas:
             lua.unlink()
     total = 0.0
     for output in outputs:
