@@ -68,8 +68,8 @@ _PR_SET_PDEATHSIG = 1
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child, before exec
-    # Linux: the daemon gets SIGTERM when the thread that started it (trio's, the main one)
-    # dies, even by SIGKILL, so that no orphan goes on replicating files another node owns.
+    # Linux: the daemon gets SIGTERM when the thread that started it (see _spawn) dies,
+    # even by SIGKILL, so that no orphan goes on replicating files another node owns.
     # The function was looked up before the fork: the child only calls it.
     assert _prctl is not None
     _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -103,24 +103,20 @@ class Litestream:
                 "dbs": [],
                 "logging": {"level": "warn"},
             }))
-            process = await trio.lowlevel.open_process(
-                [self.binary, "replicate", "-config", str(config), "-no-expand-env"],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                # Its own session: a Ctrl-C at the terminal signals the node, which makes
-                # its objects' last syncs before it stops the daemon itself.
-                start_new_session=True,
-                preexec_fn=_die_with_parent if _prctl is not None else None)
+            process = _spawn([self.binary, "replicate", "-config", str(config),
+                              "-no-expand-env"])
+            assert process.stderr is not None
+            stderr = trio.lowlevel.FdStream(os.dup(process.stderr.fileno()))
+            process.stderr.close()
             http = httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=str(socket)),
                                      base_url="http://litestream", timeout=self.timeout + 5)
             try:
                 async with trio.open_nursery() as nursery:
-                    assert process.stderr is not None
-                    nursery.start_soon(_log_lines, process.stderr)
+                    nursery.start_soon(_log_lines, stderr)
                     await self._wait_until_listening(http, process)
                     self._http = http
                     task_status.started()
-                    code = await process.wait()
+                    code = await _exit_code(process)
                     raise ReplicationError(f"litestream exited with code {code}")
             finally:
                 self._http = None
@@ -129,7 +125,7 @@ class Litestream:
                     await _stop(process)
 
     async def _wait_until_listening(self, http: httpx.AsyncClient,
-                                    process: trio.Process) -> None:
+                                    process: subprocess.Popen[bytes]) -> None:
         with trio.move_on_after(10):
             while process.poll() is None:
                 try:
@@ -196,14 +192,45 @@ async def _log_lines(stream: trio.abc.ReceiveStream) -> None:
                 log.warning("litestream: %s", text)
 
 
-async def _stop(process: trio.Process) -> None:
-    if process.returncode is not None:
+def _spawn(command: list[str]) -> subprocess.Popen[bytes]:
+    """Start the daemon from this thread, not from a worker thread as
+    ``trio.lowlevel.open_process`` does: Linux sends the parent-death signal when the
+    *thread* that forked the child exits, and trio's idle worker threads exit after 10 s,
+    which killed the daemon 10 s after an idle node started. The fork and exec block this
+    thread for a few milliseconds, once per node."""
+    return subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        # Its own session: a Ctrl-C at the terminal signals the node, which makes its
+        # objects' last syncs before it stops the daemon itself.
+        start_new_session=True,
+        preexec_fn=_die_with_parent if _prctl is not None else None)
+
+
+async def _exit_code(process: subprocess.Popen[bytes]) -> int:
+    """Wait, without blocking trio, until ``process`` exits."""
+    if process.poll() is None and hasattr(os, "pidfd_open"):
+        try:
+            pidfd = os.pidfd_open(process.pid)
+        except ProcessLookupError:  # exited and reaped meanwhile
+            pidfd = None
+        if pidfd is not None:
+            try:
+                await trio.lowlevel.wait_readable(pidfd)
+            finally:
+                os.close(pidfd)
+    if process.poll() is None:  # no pidfd (macOS): a thread waits
+        return await trio.to_thread.run_sync(process.wait, abandon_on_cancel=True)
+    return process.wait()
+
+
+async def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
         return
     with contextlib.suppress(ProcessLookupError):
         process.terminate()  # Litestream syncs what it has, then exits
     with trio.move_on_after(10):
-        await process.wait()
+        await _exit_code(process)
         return
     with contextlib.suppress(ProcessLookupError):
         process.kill()
-    await process.wait()
+    await _exit_code(process)

@@ -233,6 +233,10 @@ class ClusterCoordinator:
             if kv.lease == node.lease:  # ours already: a claim left by an earlier activation
                 node.claims[claim_key] = kv.create_revision
                 return Lease(key, kv.create_revision)
+            if holder.get("node") == node.name:  # restarted, or etcd restored an old lease
+                raise NotOwnerError(
+                    f"{key} is still claimed by an earlier run of node {node.name}; the claim "
+                    f"goes with that run's lease, within {node.ttl} s: retry")
             raise NotOwnerError(f"{key} is active on node {holder.get('node')}",
                                 owner=holder.get("node"), address=holder.get("address"))
         if not node.holds_lease():  # lost while the claim was on its way: it is worthless

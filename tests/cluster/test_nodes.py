@@ -290,3 +290,29 @@ async def test_a_client_given_every_node_sends_each_objects_calls_to_its_node(
                                      json={})
             owner = a if (await claims(etcd))[claim_of("home0")] == "a" else b
             assert answer.headers.get_list("dobox-node") == [owner.base_url]
+
+
+async def test_a_node_restarted_at_once_waits_out_the_claims_of_its_earlier_run(
+    nodes: list[ServerProcess], etcd: EtcdProcess
+) -> None:
+    """Its earlier run's claims outlive it by up to a TTL: calls for those objects are
+    refused as retryable, saying so, until the claims expire; then it serves them."""
+    a, _ = nodes
+    async with Client(a.base_url, retry=RetryPolicy(attempts=1)) as via_a:
+        names = [f"r{i}" for i in range(10)]
+        for name in names:
+            await via_a.namespace("COUNTER").get_by_name(name).increment()
+        mine = [name for name in names if (await claims(etcd)).get(claim_of(name)) == "a"]
+        assert mine
+        a.kill()
+        await a.restart()  # usually well within the TTL: the old claims are still there
+        refusals = []
+        with trio.fail_after(10 * TTL):
+            while True:
+                try:
+                    assert await via_a.namespace("COUNTER").get_by_name(mine[0]).value() == 1
+                    break
+                except RemoteError as exc:
+                    refusals.append(exc)
+                    await trio.sleep(0.1)
+        assert all(exc.retryable and "earlier run of node a" in str(exc) for exc in refusals)
