@@ -91,9 +91,9 @@ class Client:
         if not urls:
             raise ValueError("Client needs at least one server URL")
         self._bases = [httpx.URL(url) for url in urls]
-        self._node_index = {str(base).rstrip("/"): i for i, base in enumerate(self._bases)}
         """The servers (a cluster's nodes) this client may send to; it uses one until it
         cannot connect to it, then the next."""
+        self._node_index = {str(base).rstrip("/"): i for i, base in enumerate(self._bases)}
         self._current = 0
         self._homes: OrderedDict[tuple[str, str], int] = OrderedDict()
         """Of a cluster's objects: the index in ``_bases`` of the node that last served
