@@ -141,7 +141,7 @@ class ClusterNode:
             with trio.move_on_at(self.deadline):
                 await trio.sleep(max(0.0, min(self.ttl / 3, left / 2)))
             if trio.current_time() >= self.deadline:
-                self._lose("its lease deadline passed without a successful keep-alive")
+                self.lose("its lease deadline passed without a successful keep-alive")
                 return
             sent = trio.current_time()
             try:
@@ -152,7 +152,7 @@ class ClusterNode:
                             self.name, exc, max(0.0, self.deadline - trio.current_time()))
                 continue
             if ttl is None:
-                self._lose("etcd says its lease expired")
+                self.lose("etcd says its lease expired")
                 return
             took = trio.current_time() - sent
             if took > self.ttl / 3:
@@ -161,7 +161,9 @@ class ClusterNode:
                             self.name, took, self.ttl)
             self.deadline = sent + ttl - self.margin
 
-    def _lose(self, why: str) -> None:
+    def lose(self, why: str) -> None:
+        """Own nothing from now on: drop every claim and activation (the claims in etcd go
+        with the lease). Called on a lease lost, and when the node cannot go on safely."""
         if self.lost is not None:
             return
         self.lost = why

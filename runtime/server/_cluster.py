@@ -17,7 +17,7 @@ import json
 import logging
 import os
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import attrs
@@ -101,7 +101,7 @@ class ClusterFront:
                 if self.settings.replica is not None:
                     self._lock_data_dir()
                     litestream = Litestream()
-                    await outer.start(_run_shielded, litestream.run, litestream_scope)
+                    await outer.start(self._run_litestream, litestream, litestream_scope)
                     self.node.replicas = Replicas(self.node, litestream, self.settings.replica)
                 try:
                     async with trio.open_nursery() as nursery:
@@ -116,6 +116,18 @@ class ClusterFront:
         finally:
             with trio.CancelScope(shield=True):
                 await self.etcd.aclose()
+
+    async def _run_litestream(self, litestream: Litestream, scope: trio.CancelScope,
+                              task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                              ) -> None:
+        with scope:
+            try:
+                await litestream.run(task_status)
+            except ReplicationError as exc:
+                # Without its daemon the node would acknowledge writes no replica gets:
+                # it owns nothing from now on, and its failure stops the server.
+                self.node.lose(f"its Litestream failed: {exc}")
+                raise
 
     def _lock_data_dir(self) -> None:
         """Refuse a data directory that another replicated node uses: each node's Litestream
@@ -186,13 +198,6 @@ class ClusterFront:
             address = winner.address
         self.remember(claim_key, address)
         return address
-
-
-async def _run_shielded(run: Callable[[trio.TaskStatus[None]], Awaitable[None]],
-                        scope: trio.CancelScope,
-                        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-    with scope:
-        await run(task_status)
 
 
 def forwarded_headers(headers: dict[str, str], node: str) -> dict[str, str]:

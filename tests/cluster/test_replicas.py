@@ -5,7 +5,9 @@ under ``--replication sync``, and a stale owner's replica is never read again.""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -189,3 +191,34 @@ async def an_object_on(client: Client, etcd: EtcdProcess, node: str) -> str:
 
 def _ledger_claim(name: str) -> str:
     return f"dobox/objects/default/LEDGER/{_ledger_hex(name)}"
+
+
+async def test_a_node_whose_litestream_dies_acknowledges_no_more_writes(
+    tmp_path: Path, etcd: EtcdProcess
+) -> None:
+    """Without its daemon, an async node would acknowledge writes that no replica gets: it
+    must own nothing from the moment the daemon exits."""
+    node = replicated_node(tmp_path, etcd, "a", mode="async")
+    await node.start()
+    try:
+        async with Client(node.base_url, retry=RetryPolicy(attempts=1)) as client:
+            ledger = client.namespace("LEDGER").get_by_name("l")
+            assert await ledger.append("before") == 1
+            assert node.pid is not None
+            children = (await trio.Path(f"/proc/{node.pid}/task/{node.pid}/children")
+                        .read_text()).split()
+            assert len(children) == 1  # the daemon
+            os.kill(int(children[0]), signal.SIGKILL)
+            with trio.fail_after(10 * TTL):
+                while True:  # until the node notices (at once: it waits on the daemon)
+                    try:
+                        await ledger.append("after")
+                    except Exception:
+                        break
+                    await trio.sleep(0.01)
+            for _ in range(3):  # and it stays so
+                with pytest.raises(Exception):  # noqa: B017, PT011  # refused or gone
+                    await ledger.append("refused")
+    finally:
+        if node.running:
+            await node.terminate()
