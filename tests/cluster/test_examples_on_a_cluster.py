@@ -13,6 +13,7 @@ import trio
 
 from harness import EtcdProcess, ServerProcess, open_etcd
 from runtime import Client
+from tests.cluster.test_nodes import all_running
 from tests.cluster.test_replicas import TTL
 from tests.examples.test_examples import ROOT
 
@@ -20,16 +21,9 @@ from tests.examples.test_examples import ROOT
 @asynccontextmanager
 async def two_nodes(tmp_path: Path, objects: str, options: tuple[str, ...] = (),
                     tokens: Path | None = None) -> AsyncIterator[list[ServerProcess]]:
-    async with open_etcd(tmp_path / "etcd") as etcd:
-        nodes = [_node(tmp_path, etcd, name, objects, options, tokens) for name in "ab"]
-        try:
-            for node in nodes:
-                await node.start()
-            yield nodes
-        finally:
-            for node in nodes:
-                if node.running:
-                    await node.terminate()
+    async with open_etcd(tmp_path / "etcd") as etcd, all_running(
+            [_node(tmp_path, etcd, name, objects, options, tokens) for name in "ab"]) as nodes:
+        yield nodes
 
 
 def _node(tmp_path: Path, etcd: EtcdProcess, name: str, objects: str,

@@ -23,6 +23,7 @@ import trio
 
 from harness import EtcdProcess, ServerProcess, open_etcd
 from runtime import Client, RetryPolicy
+from tests.cluster.test_nodes import all_running
 from tests.cluster.test_replicas import TTL, replicated_node
 
 OBJECTS = [f"h{i}" for i in range(100)]
@@ -45,16 +46,9 @@ async def etcd(tmp_path: Path) -> AsyncIterator[EtcdProcess]:
 @pytest.fixture
 async def three_nodes(tmp_path: Path, etcd: EtcdProcess
                       ) -> AsyncIterator[list[ServerProcess]]:
-    started = [replicated_node(tmp_path, etcd, name) for name in ("n1", "n2", "n3")]
-    try:
-        for server in started:
-            await server.start()
+    async with all_running([replicated_node(tmp_path, etcd, name)
+                            for name in ("n1", "n2", "n3")]) as started:
         yield started
-    finally:
-        for server in started:
-            server.resume()  # a paused process would not hear SIGTERM
-            if server.running:
-                await server.terminate()
 
 
 async def test_each_object_has_one_activation_at_a_time_through_kills_pauses_and_restarts(

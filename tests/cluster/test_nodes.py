@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -38,13 +39,21 @@ async def etcd(tmp_path: Path) -> AsyncIterator[EtcdProcess]:
 @pytest.fixture
 async def nodes(tmp_path: Path, etcd: EtcdProcess) -> AsyncIterator[list[ServerProcess]]:
     data = tmp_path / "data"
-    started = [node(data, etcd, name, tmp_path / f"{name}.log") for name in ("a", "b")]
-    try:
-        for server in started:
-            await server.start()
+    async with all_running([node(data, etcd, name, tmp_path / f"{name}.log")
+                            for name in ("a", "b")]) as started:
         yield started
+
+
+@asynccontextmanager
+async def all_running(servers: list[ServerProcess]) -> AsyncIterator[list[ServerProcess]]:
+    """Start each server; at the end, stop (SIGTERM) each one still running, paused or not."""
+    try:
+        for server in servers:
+            await server.start()
+        yield servers
     finally:
-        for server in started:
+        for server in servers:
+            server.resume()  # a paused process would not act on SIGTERM
             if server.running:
                 await server.terminate()
 

@@ -19,7 +19,7 @@ from actors._ids import id_from_name, namespace_key
 from harness import EtcdProcess, ServerProcess, open_etcd
 from runtime import Client, RetryPolicy
 from runtime.cluster import Etcd
-from tests.cluster.test_nodes import claims
+from tests.cluster.test_nodes import all_running, claims
 from tests.runtime.test_server import OBJECTS, ROOT
 
 TTL = 3
@@ -44,16 +44,10 @@ async def etcd(tmp_path: Path) -> AsyncIterator[EtcdProcess]:
 
 @pytest.fixture
 async def nodes(tmp_path: Path, etcd: EtcdProcess) -> AsyncIterator[list[ServerProcess]]:
-    started = [replicated_node(tmp_path, etcd, name) for name in ("a", "b")]
-    try:
-        for server in started:
-            await server.start()
+    async with all_running([replicated_node(tmp_path, etcd, name)
+                            for name in ("a", "b")]) as started:
         await until_placement_sees_both(started[0], etcd)
         yield started
-    finally:
-        for server in started:
-            if server.running:
-                await server.terminate()
 
 
 async def until_placement_sees_both(first: ServerProcess, etcd: EtcdProcess) -> None:
