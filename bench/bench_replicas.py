@@ -17,9 +17,8 @@ it can, ``a`` is killed (SIGKILL) and its data directory deleted (the machine is
 and node ``b`` takes the object over from its replica; the increments acknowledged but not
 in the restored object are lost. ``--trials`` times each.
 
-The floors, measured in the same run: a sequential durable increment without a cluster,
-and Litestream's own ``/sync`` (the price of sync mode) is in docs/cluster.md. Needs ``wrk``
-(Debian package ``wrk``). Nothing here is a test.
+The floor, measured in the same run: the same node without a replica (the first row).
+Needs ``wrk`` (Debian package ``wrk``). Nothing here is a test.
 """
 
 from __future__ import annotations
