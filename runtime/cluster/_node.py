@@ -105,7 +105,11 @@ class ClusterNode:
             if self.before_leave is not None:
                 with trio.CancelScope(shield=True):
                     await self.before_leave()
-            if self.lost is None:
+            held = self.lost is None
+            # Objects still open past the drain (before_leave waits only so long) must not
+            # acknowledge a write once the lease is revoked and another node may claim them.
+            self.lose("it left the cluster", expected=True)
+            if held:
                 with trio.CancelScope(shield=True), trio.move_on_after(self.ttl):
                     try:
                         await self.etcd.revoke(self.lease)
@@ -161,15 +165,17 @@ class ClusterNode:
                             self.name, took, self.ttl)
             self.deadline = sent + ttl - self.margin
 
-    def lose(self, why: str) -> None:
+    def lose(self, why: str, *, expected: bool = False) -> None:
         """Own nothing from now on: drop every claim and activation (the claims in etcd go
-        with the lease). Called on a lease lost, and when the node cannot go on safely."""
+        with the lease). Called on a lease lost, when the node cannot go on safely, and as
+        it leaves (``expected``: not an error)."""
         if self.lost is not None:
             return
         self.lost = why
         self.claims.clear()
-        log.error("node %s lost its lease: %s; it stops acknowledging writes and drops its "
-                  "objects", self.name, why)
+        log.log(logging.INFO if expected else logging.ERROR,
+                "node %s lost its lease: %s; it stops acknowledging writes and drops its "
+                "objects", self.name, why)
         for callback in list(self.on_lost):
             callback(why)
 

@@ -4,6 +4,7 @@ under ``--replication sync``, and a stale owner's replica is never read again.""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -61,6 +62,18 @@ async def until_placement_sees_both(first: ServerProcess, etcd: EtcdProcess) -> 
                     return
 
 
+async def lose_machine(node: ServerProcess) -> None:
+    """SIGKILL the node's Litestream, then the node: a machine lost leaves no daemon behind
+    to ship a last sync (killed alone, a node's daemon gets SIGTERM and does), nor to write
+    into a data directory being deleted."""
+    assert node.pid is not None
+    children = await trio.Path(f"/proc/{node.pid}/task/{node.pid}/children").read_text()
+    for child in children.split():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(child), signal.SIGKILL)
+    node.kill()
+
+
 def _ledger_hex(name: str) -> str:
     return id_from_name(namespace_key("default/LEDGER"), name).hex
 
@@ -115,7 +128,7 @@ async def test_sync_replication_loses_no_acknowledged_write_when_a_machine_is_lo
                     await trio.sleep(0.01)
                 held = await claims(etcd)
                 assert {"a", "b"} <= set(held.values())  # odds of not: 2^-5
-                a.kill()  # the machine is lost: its process and its disk
+                await lose_machine(a)  # its processes and its disk
                 shutil.rmtree(a.data_dir)
         assert not a.data_dir.exists()
         for name in names:
@@ -159,7 +172,7 @@ async def test_a_stale_owner_is_refused_and_its_replica_never_read_again(
                 headers={"dobox-forwarded-by": "test"})
         assert refused.status_code == 503
         assert refused.json()["error"]["type"] == "NotOwnerError"
-        b.kill()  # the new owner's machine is lost
+        await lose_machine(b)  # the new owner's machine is lost
         shutil.rmtree(b.data_dir)
         with trio.fail_after(10 * TTL):
             while True:  # a takes the object back once b's claim has expired
