@@ -55,6 +55,8 @@ class _Response:
         self.headers: list[tuple[bytes, bytes]] = []
         self.body = bytearray()
         self.complete = False
+        self.keep_alive = False
+        self.parser = httptools.HttpResponseParser(self)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
@@ -63,6 +65,9 @@ class _Response:
         self.body += body
 
     def on_message_complete(self) -> None:
+        # Asked here, not after feed_data returns: by then the parser has reset for the
+        # next message and says False for every response.
+        self.keep_alive = self.parser.should_keep_alive()
         self.complete = True
 
 
@@ -105,34 +110,39 @@ class Relay:
         try:
             return await self._exchange(where, connection, payload, reused=False)
         except _Stale as exc:
+            if not exc.sent:
+                raise RelayConnectError(f"{address} closed the connection at once") from exc
             raise RelayError(f"{address} closed the connection without answering") from exc
 
     async def _exchange(self, where: tuple[str, int], connection: Connection, payload: bytes,
                         *, reused: bool) -> Relayed:
         reader, writer = connection
         response = _Response()
-        parser = httptools.HttpResponseParser(response)
+        parser = response.parser
         received = False
+        if writer.is_closing():  # closed since it was kept: writing would raise, unsent
+            writer.close()
+            raise _Stale(sent=False)
         try:
             writer.write(payload)
             async with asyncio.timeout(self.timeout):
                 while not response.complete:
                     data = await reader.read(65536)
                     if not data:
-                        if not received:
-                            raise _Stale  # closed before answering: the request was not read
+                        if not received:  # closed before answering: not read, if reused
+                            raise _Stale(sent=True)
                         raise RelayError("the connection closed in the middle of an answer")
                     received = True
                     parser.feed_data(data)
-        except _Stale:
-            writer.close()
-            raise
         except (OSError, TimeoutError, httptools.HttpParserError) as exc:
             writer.close()
             if reused and not received and isinstance(exc, ConnectionResetError):
-                raise _Stale from exc
+                raise _Stale(sent=True) from exc
             raise RelayError(f"the forwarded request failed: {exc!r}") from exc
-        if parser.should_keep_alive():
+        except BaseException:  # stale, cut short, or the forward cancelled: never reused
+            writer.close()
+            raise
+        if response.keep_alive:
             self._idle.setdefault(where, []).append(connection)
         else:
             writer.close()
@@ -237,4 +247,9 @@ async def relay_websocket(address: str, scope: MutableMapping[str, object],
 
 
 class _Stale(Exception):
-    """A kept-alive connection the other end had closed: retry on a new one."""
+    """A kept-alive connection the other end had closed: retry on a new one. ``sent`` says
+    whether the request was written before that was found out."""
+
+    def __init__(self, *, sent: bool) -> None:
+        super().__init__()
+        self.sent = sent
