@@ -115,6 +115,10 @@ async def _demo(data: Path) -> None:
                    f"activations, {stats.commits} commits")
 
 
+LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+              "error": logging.ERROR}
+
+
 _DATA = click.argument(
     "data", type=click.Path(exists=True, file_okay=False, path_type=Path)
 )
@@ -159,13 +163,19 @@ _TENANT = click.option("--tenant", default=None, help="A server tenant's objects
               show_default=True,
               help="sync: acknowledge a commit only once the replica has it; async: after "
               "the local fsync (a lost machine may lose its last second or so).")
+@click.option("--log-level", type=click.Choice(list(LOG_LEVELS)), default="warning",
+              show_default=True, envvar="DOBOX_LOG_LEVEL",
+              help="What dobox logs to stderr: info adds nodes joining, objects restored "
+              "and moving; debug adds each activation, eviction, claim and forward.")
 def serve(objects_spec: str, data: Path, host: str, port: int, tokens: Path | None,
           durability: Durability, idle_timeout: float, request_timeout: float,
           max_queued: int, cluster_endpoints: str | None, node_name: str | None,
           advertise: str | None, lease_ttl: int, replica: str | None,
-          replication: ReplicationMode) -> None:
+          replication: ReplicationMode, log_level: str) -> None:
     """Serve the objects named by MODULE:OBJECTS (a dict of binding to class) over HTTP."""
     import uvicorn  # imported here: the other commands do not need a server
+
+    _log_to_stderr(LOG_LEVELS[log_level])
 
     try:
         objects = load_objects(objects_spec)
@@ -215,6 +225,17 @@ def serve(objects_spec: str, data: Path, host: str, port: int, tokens: Path | No
 
     logging.getLogger("uvicorn.error").addFilter(_quiet_protocol_noise)
     Server(config).run()
+
+
+def _log_to_stderr(level: int) -> None:
+    """dobox's loggers to stderr at ``level``, each line with its time and logger (uvicorn
+    keeps its own handlers, at warning)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    dobox = logging.getLogger("dobox")
+    dobox.addHandler(handler)
+    dobox.setLevel(level)
+    dobox.propagate = False
 
 
 def _quiet_protocol_noise(record: logging.LogRecord) -> bool:

@@ -154,8 +154,14 @@ class Client:
         each time a server cannot be connected to (nothing was sent: safe whatever the
         call), to the next.
 
+        A server that was connected to but did not answer (a timeout, a dropped connection)
+        may have run the request, so it is not sent again here; but the calls after it start
+        from the next server, since that one may be paused or cut off: the next node
+        forwards to the object's owner if it is alive, and its answer says where to go.
+
         Raises:
             httpx.ConnectError: no server could be connected to.
+            httpx.TransportError: the server did not answer.
         """
         first = self._homes.get(home, self._current) if home is not None else self._current
         for tried in range(len(self._bases)):
@@ -170,6 +176,12 @@ class Client:
                 if tried == len(self._bases) - 1:
                     raise
                 continue
+            except httpx.TransportError:
+                if home is not None:
+                    self._homes.pop(home, None)
+                if index == self._current:
+                    self._current = (index + 1) % len(self._bases)
+                raise
             if tried:  # failed over: the next calls start from here
                 self._current = index
             if home is not None and len(self._bases) > 1:

@@ -204,6 +204,8 @@ class ClusterNode:
                 await self.etcd.delete_if_created_at(claim_key, token)
             except EtcdError as exc:  # the claim goes with the lease if the node dies
                 log.warning("node %s could not release %s: %s", self.name, claim_key, exc)
+            else:
+                log.debug("node %s released %s (token %d)", self.name, claim_key, token)
 
 
 class ClusterCoordinator:
@@ -250,6 +252,7 @@ class ClusterCoordinator:
         if not node.holds_lease():  # lost while the claim was on its way: it is worthless
             raise NotOwnerError(f"node {node.name} lost its lease while claiming {key}")
         node.claims[claim_key] = kv.create_revision
+        log.debug("node %s claimed %s (token %d)", node.name, claim_key, kv.create_revision)
         return Lease(key, kv.create_revision)
 
     async def _holder(self, claim_key: str) -> dict[str, str] | None:

@@ -27,6 +27,7 @@ import base64
 import datetime as dt
 import hmac
 import json
+import logging
 import math
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
@@ -71,6 +72,8 @@ from ._metrics import ServerMetrics
 from ._relay import Relay, RelayConnectError, RelayError, RelayRefused, relay_websocket
 from ._tenants import Tenants
 from ._websocket_bridge import bridge_websocket
+
+log = logging.getLogger("dobox.server")
 
 Scope: TypeAlias = MutableMapping[str, object]
 Message: TypeAlias = MutableMapping[str, object]
@@ -293,10 +296,12 @@ class DoboxApp:
         give_up = anyio.current_time() + self.request_timeout
         while True:
             self.metrics.forwards.inc()
+            log.debug("forwarding %s %s to %s", scope["method"], path, address)
             try:
                 response = await self._relay.request(address, str(scope["method"]), path,
                                                      headers, body)
             except RelayConnectError as exc:  # nothing was sent: safe to send elsewhere
+                log.debug("%s cannot be reached: %s", address, exc)
                 self.cluster.remember(claim_key, None)
                 if anyio.current_time() > give_up:
                     raise HttpError(503, "Unavailable", f"the node at {address} that serves "
@@ -314,7 +319,8 @@ class DoboxApp:
                                 f"object did not answer: {exc}", retryable=True) from exc
             owner = next((value.decode("latin-1") for name, value in response.headers
                           if name.lower() == OWNER.encode()), None)
-            if response.status == 503 and owner is not None and owner != address:
+            if (response.status == 503 and owner is not None and owner != address
+                    and anyio.current_time() < give_up):
                 address = owner  # it lost a race for a cold object: once more, to the winner
                 self.cluster.remember(claim_key, owner)
                 continue

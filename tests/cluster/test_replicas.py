@@ -34,6 +34,7 @@ def replicated_node(tmp_path: Path, etcd: EtcdProcess, name: str,
                       "--advertise", server.base_url, "--lease-ttl", str(TTL),
                       "--replica", (tmp_path / "replicas").as_uri(), "--replication", mode]
     server.environment["DOBOX_TEST_NODE"] = name
+    server.environment["DOBOX_LOG_LEVEL"] = "debug"  # claims, forwards, restores: to the log
     return server
 
 
@@ -136,6 +137,10 @@ async def test_sync_replication_loses_no_acknowledged_write_when_a_machine_is_lo
             entries = await ledger.entries()
             assert set(acknowledged[name]) <= set(entries), name  # nothing acknowledged lost
             assert await ledger.append("last") == len(entries) + 1  # each write applied once
+    assert b.log is not None
+    said = b.log.read_text()  # --log-level debug (DOBOX_LOG_LEVEL): how the objects moved
+    assert "INFO dobox.cluster: node b restored" in said
+    assert "DEBUG dobox.cluster: node b claimed" in said
 
 
 async def test_a_stale_owner_is_refused_and_its_replica_never_read_again(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import trio
 from click.testing import CliRunner
 
@@ -40,3 +41,13 @@ def test_every_command_has_help() -> None:
         result = runner.invoke(main, args)
         assert result.exit_code == 0
         assert "Usage: " in result.output
+
+
+def test_serve_refuses_an_unknown_log_level(monkeypatch: pytest.MonkeyPatch) -> None:
+    result = CliRunner().invoke(main, ["serve", "x:Y", "--log-level", "loud"])
+    assert result.exit_code == 2
+    assert "Invalid value for '--log-level': 'loud' is not one of" in result.output
+    monkeypatch.setenv("DOBOX_LOG_LEVEL", "loud")  # the same option, from the environment
+    result = CliRunner().invoke(main, ["serve", "x:Y"])
+    assert result.exit_code == 2
+    assert "Invalid value for '--log-level': 'loud' is not one of" in result.output

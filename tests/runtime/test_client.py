@@ -184,3 +184,34 @@ async def test_a_server_that_hangs_up_during_the_request_leaves_nothing_unfinish
         gc.collect()
         await trio.testing.wait_all_tasks_blocked()
         nursery.cancel_scope.cancel()
+
+
+async def test_after_a_node_does_not_answer_the_next_calls_go_to_the_next_node() -> None:
+    """A node that times out may be paused or cut off, its objects about to move: the call
+    that timed out is not sent again (it may have run), but the object's next call goes to
+    the next node, which forwards it or now serves it, and its answer teaches the client the
+    object's new home."""
+    paused = {"n1"}
+    seen: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        host = request.url.host
+        seen.append(host)
+        if host in paused:
+            raise httpx.ReadTimeout("no answer", request=request)
+        return httpx.Response(200, json={"result": 1}, headers={"dobox-node": f"http://{host}"})
+
+    async with Client(["http://n1", "http://n2", "http://n3"], retry=RetryPolicy(attempts=1),
+                      transport=httpx.MockTransport(handle)) as client:
+        ledger = client.namespace("LEDGER").get_by_name("a")
+        paused.clear()
+        await ledger.append("x")  # served by n1: its home
+        await ledger.append("x")
+        assert seen == ["n1", "n1"]
+        paused.add("n1")
+        with pytest.raises(httpx.ReadTimeout):
+            await ledger.append("x")
+        assert seen == ["n1", "n1", "n1"]  # not sent again
+        await ledger.append("x")
+        await client.namespace("LEDGER").get_by_name("b").append("x")  # no home yet
+        assert seen == ["n1", "n1", "n1", "n2", "n2"]
