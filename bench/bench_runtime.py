@@ -43,6 +43,20 @@ class Counter(DurableObject):
         return n
 
 
+class Proxy(DurableObject):
+    """Stands for an object in front of an outside service: each call awaits 0.1 s."""
+
+    async def call_out(self) -> None:
+        await trio.sleep(OUTSIDE_CALL)
+
+
+class StrictProxy(Proxy):
+    input_gate = "strict"
+
+
+OUTSIDE_CALL = 0.1
+
+
 def rss_bytes() -> int:
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -130,6 +144,22 @@ async def rpc_rates(directory: Path, seconds: float) -> dict[str, float]:
             f"noop {CALLERS}": await best_rate(seconds, CALLERS, counter.noop),
             f"increment {CALLERS}": await best_rate(seconds, CALLERS, counter.increment),
         }
+
+
+async def outside_calls(directory: Path, calls: int = 10) -> dict[str, float]:
+    """Seconds ``calls`` concurrent calls to one object take when each awaits an outside
+    call of ``OUTSIDE_CALL`` seconds, under each input gate mode; the floor is one wait."""
+    seconds = {}
+    async with open_runtime(directory / "gate", objects={"P": Proxy, "S": StrictProxy}) as rt:
+        for label, binding in (("open_on_await", "P"), ("strict", "S")):
+            stub = rt.namespace(binding).get_by_name("proxy")
+            await stub.call_out()
+            start = time.perf_counter()
+            async with trio.open_nursery() as nursery:
+                for _ in range(calls):
+                    nursery.start_soon(stub.call_out)
+            seconds[label] = time.perf_counter() - start
+    return seconds
 
 
 async def cold_activation(directory: Path, objects: int = 500) -> dict[str, list[float]]:
@@ -274,6 +304,10 @@ async def main_async(args: argparse.Namespace) -> None:
         print(f"{label:<44}{floor:>12,.0f}{value:>12,.0f}{value / floor:>8.2f}x")
     print("  floors: trio memory-channel round trips (1 and 32 pairs); raw sqlite3 "
           "single-row commit, synchronous=FULL")
+    waits = await outside_calls(directory)
+    for mode, seconds in waits.items():
+        print(f"10 concurrent calls each awaiting {OUTSIDE_CALL} s, input_gate={mode!r}: "
+              f"{seconds:.3f} s (floor: one wait, {OUTSIDE_CALL} s)")
     cold = await cold_activation(directory)
     for label, key in (("cold activation of an existing object + a no-op call", "dobox"),
                        ("  floor: raw sqlite3 open + first read of a twin file", "floor")):
