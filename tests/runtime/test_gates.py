@@ -342,6 +342,7 @@ async def test_failing_block_concurrency_while_resets(tmp_path: Path) -> None:
     class Fragile(DurableObject):
         async def break_it(self) -> None:
             async def body() -> None:
+                await trio.sleep(0.01)  # across an outside await, the gate still closed
                 raise RuntimeError("inside")
 
             await self.ctx.block_concurrency_while(body)
@@ -548,3 +549,54 @@ async def test_a_call_after_an_unconfirmed_write_leaves_before_it_is_durable(
         assert await rt.namespace("RECORDER").get_by_name("r").log() == ["notified"]
         await trio.testing.wait_all_tasks_blocked()
         assert rt.statistics().resets == 1  # the write's commit failed, after the call left
+
+
+class Waiter(DurableObject):
+    async def wait(self, seconds: float) -> str:
+        await trio.sleep(seconds)
+        return "waited"
+
+    async def write(self, key: str, commit_fails: bool) -> str:
+        if commit_fails:
+            self.ctx.storage.fail_next_commit()
+        await self.ctx.storage.put(key, 1)
+        return "written"
+
+    async def keys(self) -> list[str]:
+        return list(await self.ctx.storage.list())
+
+
+async def test_the_output_gate_holds_results_of_events_run_while_another_waits(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """While one handler waits, another event writes: its result still waits for the
+    commit (a crash's copy of the file holds the write when the caller hears of it); and a
+    commit that fails then resets the object, failing both, with what was acknowledged
+    before still there."""
+    async with open_runtime(tmp_path, objects={"W": Waiter}, durability="normal") as rt:
+        waiter = rt.namespace("W").get_by_name("w")
+        path = tmp_path / "W" / waiter.id.hex[:2] / f"{waiter.id.hex}.sqlite"
+        outcomes: dict[str, object] = {}
+
+        async def run(label: str, call: Awaitable[object]) -> None:
+            try:
+                outcomes[label] = await call
+            except ObjectResetError:
+                outcomes[label] = f"reset at {trio.current_time()}"
+
+        async def write_and_look() -> None:
+            outcomes["written"] = await waiter.write("acknowledged", False)
+            with committed_view(path) as view:
+                outcomes["on disk"] = view.execute(
+                    "SELECT key FROM _dobox_kv").fetchall()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run, "waiter", waiter.wait(10))
+            await trio.sleep(1)
+            await write_and_look()
+            await trio.sleep(1)
+            nursery.start_soon(run, "failed write", waiter.write("lost", True))
+        assert outcomes == {"written": "written", "on disk": [(b"acknowledged",)],
+                            "waiter": "reset at 2.0", "failed write": "reset at 2.0"}
+        assert await waiter.keys() == ["acknowledged"]
+        assert rt.statistics().resets == 1
