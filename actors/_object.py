@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, ClassVar, NoReturn, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Literal, NoReturn, TypeVar
 
 from storage import Migration, SchemaPolicy, Storage
 
@@ -137,7 +137,10 @@ class DurableObject:
     - ``migrations``: ``{version: fn(storage)}`` steps up to ``schema_version``;
     - ``on_schema_mismatch``: ``"clear"``, ``"throw"`` or ``"migrate"``, overriding the
       inferred policy (``clear`` if the class defines ``sync``, ``migrate`` if it declares
-      migrations, else ``throw``).
+      migrations, else ``throw``);
+    - ``input_gate``: ``"open_on_await"`` (other events run while a handler awaits anything
+      but its storage, as in Durable Objects) or ``"strict"`` (only while it awaits another
+      object); ``None``, the default, takes the runtime's ``input_gate`` option.
 
     Handlers the runtime calls: ``on_start()`` on every activation before any event,
     ``sync()`` after a clear, ``fetch(request)``, ``alarm(info)``, and for accepted
@@ -148,6 +151,7 @@ class DurableObject:
     schema_version: ClassVar[int] = 1
     migrations: ClassVar[Mapping[int, Migration]] = {}
     on_schema_mismatch: ClassVar[SchemaPolicy | None] = None
+    input_gate: ClassVar[Literal["open_on_await", "strict"] | None] = None
 
     def __init__(self, ctx: ObjectContext, env: Env) -> None:
         self.ctx = ctx

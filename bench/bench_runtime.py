@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import ctypes.util
+import functools
 import gc
 import os
 import platform
@@ -41,6 +42,20 @@ class Counter(DurableObject):
         n: int = self.ctx.storage.kv.get("n", 0) + 1
         self.ctx.storage.kv.put("n", n)
         return n
+
+
+class Proxy(DurableObject):
+    """Stands for an object in front of an outside service: each call awaits 10 ms."""
+
+    async def call_out(self) -> None:
+        await trio.sleep(OUTSIDE_CALL)
+
+
+class StrictProxy(Proxy):
+    input_gate = "strict"
+
+
+OUTSIDE_CALL = 0.01
 
 
 def rss_bytes() -> int:
@@ -130,6 +145,18 @@ async def rpc_rates(directory: Path, seconds: float) -> dict[str, float]:
             f"noop {CALLERS}": await best_rate(seconds, CALLERS, counter.noop),
             f"increment {CALLERS}": await best_rate(seconds, CALLERS, counter.increment),
         }
+
+
+async def outside_call_rates(directory: Path, seconds: float) -> dict[str, float]:
+    """Calls per second to one object from ``CALLERS`` callers when each call awaits an
+    outside call of ``OUTSIDE_CALL`` seconds, under each input gate mode."""
+    rates = {}
+    async with open_runtime(directory / "gate", objects={"P": Proxy, "S": StrictProxy}) as rt:
+        for mode, binding in (("open_on_await", "P"), ("strict", "S")):
+            stub = rt.namespace(binding).get_by_name("proxy")
+            await stub.call_out()
+            rates[mode] = await best_rate(seconds, CALLERS, stub.call_out)
+    return rates
 
 
 async def cold_activation(directory: Path, objects: int = 500) -> dict[str, list[float]]:
@@ -263,7 +290,7 @@ async def main_async(args: argparse.Namespace) -> None:
     floor_n = await channel_floor(args.seconds, CALLERS)
     commit = commit_floor(directory, args.seconds)
     rates = await rpc_rates(directory, args.seconds)
-    print(f"\n{'measure':<44}{'floor':>12}{'dobox':>12}{'ratio':>9}")
+    print(f"\n{'measure':<48}{'floor':>12}{'dobox':>12}{'ratio':>9}")
     rows = [
         ("no-op RPC, 1 caller (/s)", floor_1, rates["noop 1"]),
         (f"no-op RPC, {CALLERS} callers (/s)", floor_n, rates[f"noop {CALLERS}"]),
@@ -271,9 +298,16 @@ async def main_async(args: argparse.Namespace) -> None:
          rates[f"increment {CALLERS}"]),
     ]
     for label, floor, value in rows:
-        print(f"{label:<44}{floor:>12,.0f}{value:>12,.0f}{value / floor:>8.2f}x")
+        print(f"{label:<48}{floor:>12,.0f}{value:>12,.0f}{value / floor:>8.2f}x")
     print("  floors: trio memory-channel round trips (1 and 32 pairs); raw sqlite3 "
           "single-row commit, synchronous=FULL")
+    outside = await outside_call_rates(directory, args.seconds)
+    waits = await best_rate(args.seconds, CALLERS, functools.partial(trio.sleep, OUTSIDE_CALL))
+    for mode, rate in outside.items():
+        label = f"outside 10 ms, {CALLERS} callers, {mode} (/s)"
+        print(f"{label:<48}{waits:>12,.0f}{rate:>12,.0f}{rate / waits:>8.2f}x")
+    print(f"  floor: {CALLERS} tasks each awaiting trio.sleep({OUTSIDE_CALL}) in a loop "
+          f"(at most {CALLERS / OUTSIDE_CALL:,.0f}/s)")
     cold = await cold_activation(directory)
     for label, key in (("cold activation of an existing object + a no-op call", "dobox"),
                        ("  floor: raw sqlite3 open + first read of a twin file", "floor")):
@@ -281,9 +315,9 @@ async def main_async(args: argparse.Namespace) -> None:
         print(f"{label}: median {statistics.median(timings) * 1e3:.3f} ms, "
               f"p99 {timings[int(len(timings) * 0.99)] * 1e3:.3f} ms")
     memory = await memory_per_object(directory)
-    print(f"\n{'memory per live object (KiB)':<44}{'RSS':>10}{'SQLite':>10}{'Python':>10}")
+    print(f"\n{'memory per live object (KiB)':<48}{'RSS':>10}{'SQLite':>10}{'Python':>10}")
     for label, (rss, sqlite_heap, python_heap) in memory.items():
-        print(f"{label:<44}{rss:>10.1f}{sqlite_heap:>10.1f}{python_heap:>10.1f}")
+        print(f"{label:<48}{rss:>10.1f}{sqlite_heap:>10.1f}{python_heap:>10.1f}")
     print("  (2,000 existing objects, each written once, in a fresh process; RSS after "
           "malloc_trim; the raw\n  connection is sqlite3 on the same files, one row read)")
     if args.touch:

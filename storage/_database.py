@@ -7,7 +7,9 @@ transactions begin and end) and keeps the state the runtime's gates need:
 - the *implicit transaction*, begun by the first write (or object SQL) and ended only by
   :meth:`Database.commit` or :meth:`Database.rollback`, so a turn's writes are one atomic
   commit;
-- whether anything written is still uncommitted (:attr:`Database.has_uncommitted_writes`);
+- whether anything written is still uncommitted (:attr:`Database.has_uncommitted_writes`),
+  and whether any of it must be durable before a result may leave
+  (:attr:`Database.holds_output`: every write but those made ``allow_unconfirmed``);
 - after a critical error (full disk, I/O error, corruption) the transaction is rolled back
   at once and the next commit raises :class:`TransactionAbortedError`, so a turn whose
   first writes were lost can never commit its later writes alone.
@@ -19,6 +21,7 @@ import contextlib
 import os
 import shutil
 import sqlite3
+from collections.abc import Iterator
 from typing import Literal
 
 import attrs
@@ -99,6 +102,10 @@ class Database:
     authorizer: Authorizer
     _lock: FileLock
     _written: bool = False
+    _must_confirm: bool = False
+    """Of the uncommitted writes, some were not made ``allow_unconfirmed``."""
+    _unconfirmed: bool = False
+    """Writes made now are ``allow_unconfirmed`` (see :meth:`unconfirmed`)."""
     depth: int = 0
     """How many ``transaction``/``transaction_sync`` savepoints are open."""
     _aborted_by: BaseException | None = None
@@ -233,7 +240,7 @@ class Database:
             # served from the cache skips the authorizer, but DDL that changes anything
             # changes the schema, which makes SQLite prepare it (and ask) again.
             if conn.total_changes != changes_before or authorizer.schema_changed:
-                self._written = True
+                self.mark_written()
         return cursor
 
     # -- the implicit transaction ---------------------------------------------------------
@@ -288,6 +295,18 @@ class Database:
 
     def mark_written(self) -> None:
         self._written = True
+        if not self._unconfirmed:
+            self._must_confirm = True
+
+    @contextlib.contextmanager
+    def unconfirmed(self) -> Iterator[None]:
+        """Writes inside need not be durable before a result leaves (Durable Objects'
+        ``allowUnconfirmed``): they are committed soon, but results wait only for others."""
+        self._unconfirmed = True
+        try:
+            yield
+        finally:
+            self._unconfirmed = False
 
     @property
     def in_transaction(self) -> bool:
@@ -302,6 +321,12 @@ class Database:
         critical error (so that the commit that follows reports it).
         """
         return self._written or self._aborted_by is not None
+
+    @property
+    def holds_output(self) -> bool:
+        """Whether results (and calls) must wait for a commit before they leave: writes not
+        made ``allow_unconfirmed`` are uncommitted, or a critical error awaits its report."""
+        return self._must_confirm or self._aborted_by is not None
 
     def commit(self) -> None:
         """Commit the implicit transaction, durably as :attr:`durability` says.
@@ -330,7 +355,7 @@ class Database:
                 "discarded too"
             ) from cause
         if not self.conn.in_transaction:
-            self._written = False
+            self._written = self._must_confirm = False
             self.alarm_changed = False
             return
         if self.injected_commit_failure is not None and self._written:
@@ -344,7 +369,7 @@ class Database:
             self._aborted_by = None
             self._discard()
             raise error from exc
-        self._written = False
+        self._written = self._must_confirm = False
         self.alarm_changed = False
 
     async def commit_in_thread(self) -> None:
@@ -374,7 +399,7 @@ class Database:
         self._discard()
 
     def _discard(self) -> None:
-        self._written = False
+        self._written = self._must_confirm = False
         self.alarm_changed = False
         if self.conn.in_transaction:
             # If this fails the transaction is already gone (SQLite rolled it back itself)

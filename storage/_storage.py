@@ -151,21 +151,35 @@ class Storage:
         return self.kv.get_any(key, default)
 
     @overload
-    async def put(self, key: str, value: object) -> None: ...
+    async def put(self, key: str, value: object, *, allow_unconfirmed: bool = False
+                  ) -> None: ...
     @overload
-    async def put(self, key: Mapping[str, object]) -> None: ...
+    async def put(self, key: Mapping[str, object], *, allow_unconfirmed: bool = False
+                  ) -> None: ...
 
-    async def put(self, key: str | Mapping[str, object], value: object = ...) -> None:
-        """See :meth:`SyncKV.put`."""
-        self.kv.put_any(key, value)
+    async def put(self, key: str | Mapping[str, object], value: object = ..., *,
+                  allow_unconfirmed: bool = False) -> None:
+        """See :meth:`SyncKV.put`. With ``allow_unconfirmed``, results and calls of the
+        object need not wait for this write to be durable (it is committed soon all the
+        same; if that commit fails, the object is reset)."""
+        if allow_unconfirmed:
+            with self._db.unconfirmed():
+                self.kv.put_any(key, value)
+        else:
+            self.kv.put_any(key, value)
 
     @overload
-    async def delete(self, key: str) -> bool: ...
+    async def delete(self, key: str, *, allow_unconfirmed: bool = False) -> bool: ...
     @overload
-    async def delete(self, key: list[str] | tuple[str, ...]) -> int: ...
+    async def delete(self, key: list[str] | tuple[str, ...], *,
+                     allow_unconfirmed: bool = False) -> int: ...
 
-    async def delete(self, key: str | list[str] | tuple[str, ...]) -> bool | int:
-        """See :meth:`SyncKV.delete`."""
+    async def delete(self, key: str | list[str] | tuple[str, ...], *,
+                     allow_unconfirmed: bool = False) -> bool | int:
+        """See :meth:`SyncKV.delete`; ``allow_unconfirmed`` as for :meth:`put`."""
+        if allow_unconfirmed:
+            with self._db.unconfirmed():
+                return self.kv.delete_any(key)
         return self.kv.delete_any(key)
 
     async def list(
@@ -251,7 +265,11 @@ class Storage:
             TransactionError: inside ``transaction``/``transaction_sync``.
             TransactionAbortedError, StorageFullError, StorageIOError: see :meth:`commit`.
         """
-        await self._db.commit_in_thread()
+        if self.exclusive is None:
+            await self._db.commit_in_thread()
+        else:  # an object's other events wait: none may write while the fsync runs
+            async with self.exclusive():
+                await self._db.commit_in_thread()
         self._tell_feeds()
 
     # -- the alarm (the runtime schedules it; see docs/reference/storage.md) -------------
@@ -400,8 +418,14 @@ class Storage:
 
     @property
     def has_uncommitted_writes(self) -> bool:
-        """Whether writes are waiting for :meth:`commit` (the output gate's question)."""
+        """Whether writes are waiting for :meth:`commit`."""
         return self._db.has_uncommitted_writes
+
+    @property
+    def holds_output(self) -> bool:
+        """Whether results must wait for :meth:`commit` (the output gate's question): writes
+        other than ``allow_unconfirmed`` ones are uncommitted."""
+        return self._db.holds_output
 
     @property
     def in_transaction(self) -> bool:

@@ -5,12 +5,18 @@ How an object runs (the Durable Objects contract, in trio):
 - **Mailbox.** A call is put in the object's FIFO mailbox when it is *made*, so calls are
   delivered in the order they were made (trio may start tasks in any order).
 - **Driver.** One task per live object, the *driver*, takes events from the mailbox and runs
-  each handler under the **input gate** (a FIFO lock): one event at a time.
+  each handler holding the **input gate** (a FIFO lock): one handler's code at a time.
+- **The gate opens while a handler waits.** By default (``input_gate="open_on_await"``) a
+  handler runs inside :meth:`Actor._gated`, which sees each time it is about to block
+  (any await but its storage, whose calls never block) and releases the gate then; if the
+  handler was the driver, a new driver starts, so the next events start meanwhile, in
+  order. Before the handler continues, it takes the gate back, in turn. Under
+  ``"strict"`` only an await of another object opens it.
 - **Outbound calls.** When a handler awaits another object's stub, it first makes its
   writes durable (the output gate covers outgoing messages too), then releases the gate
-  and, if it was the driver, starts a new driver, so other events of this object run
-  meanwhile (A->B->A works). It takes the gate back before the handler continues.
-  Inside ``block_concurrency_while`` (and ``storage.transaction``) the gate is kept.
+  the same way (A->B->A works). Inside ``block_concurrency_while`` (and
+  ``storage.transaction``, ``storage.sync`` and the runtime's own commits) the gate is kept
+  across every await.
 - **Write coalescing and the output gate.** A handler's writes join the storage's implicit
   transaction. An event that ends with writes uncommitted does not reply yet: its reply
   waits while the driver runs the events already queued, then one commit makes all their
@@ -27,8 +33,9 @@ from __future__ import annotations
 import inspect
 import logging
 import time
+import types
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, NoReturn, Protocol, TypeVar
@@ -159,6 +166,8 @@ class Actor:
         """Room for its file is taken from the process's descriptor budget."""
         self._replicating = False
         """The coordinator replicates the open file (its last sync is owed on closing)."""
+        self._strict = (cls.input_gate or site.options.input_gate) == "strict"
+        """Only a call to another object opens the gate (not any await)."""
 
     def __repr__(self) -> str:
         return f"<Actor {self.label} {self.state}>"
@@ -359,6 +368,9 @@ class Actor:
             if self._to_reply and self.state != "dead":
                 await self._commit_and_reply()
                 continue
+            if self._writes_waiting():  # a handler wrote, then awaited the outside world
+                await self._commit_and_reply()
+                continue
             if self.state == "dead":
                 return
             if self.state == "stopping" and not (self.events or self._background):
@@ -380,11 +392,16 @@ class Actor:
             self.site.timekeeper.ended(event)
             current_host.reset(token)
             self._release_gate()
+            if self._driver is not trio.lowlevel.current_task():
+                self._wakeup.set()  # the driver may be waiting for this event to end (a stop)
 
     async def _handle(self, event: Event) -> object:
         """The encoded result, or the error to deliver; ``None`` if the object was reset."""
         try:
-            result = await self._dispatch(event)
+            if self._strict:
+                result = await self._dispatch(event)
+            else:
+                result = await self._gated(self._dispatch(event), event)
         except ObjectAborted as exc:
             self.reset(f"ctx.abort() was called: {exc}", cause=exc)
             return None
@@ -413,6 +430,64 @@ class Actor:
                                       f"the call: {exc}"),
                 object_id=self.id.hex,
             )
+
+    @types.coroutine
+    def _gated(self, handler: Coroutine[object, object, T], event: Event
+               ) -> Generator[object, object, T]:
+        """Run ``event``'s ``handler``, opening the gate each time it waits and taking it
+        back before it goes on.
+
+        A coroutine blocks by yielding to trio's scheduler; this passes each yield and each
+        resumption through unchanged, releasing the gate just before the yield and
+        re-taking it (in FIFO turn, shielded: a handler must hold it as it unwinds) after.
+        So another handler's code, or a commit, never runs between two of this handler's
+        statements, only where it awaited; and since storage calls never yield, never in
+        the middle of one.
+
+        ``event_timeout`` counts only while the handler holds the gate: waiting on the
+        outside world keeps nobody else out, and Durable Objects limit a request's CPU time,
+        not how long it waits.
+        """
+        to_send: object = None
+        to_throw: BaseException | None = None
+        while True:
+            try:
+                if to_throw is None:
+                    waiting_on = handler.send(to_send)
+                else:
+                    waiting_on, to_throw = handler.throw(to_throw), None
+            except StopIteration as returned:
+                result: T = returned.value
+                return result
+            opened = self._open_while_waiting()
+            if opened:
+                self.site.timekeeper.ended(event)
+            try:
+                to_send = yield waiting_on
+            except BaseException as exc:  # delivered by trio (or closing): for the handler
+                to_send, to_throw = None, exc
+            if opened:
+                yield from self.gate.acquire_shielded().__await__()
+                self._gate_owner = trio.lowlevel.current_task()
+                self.site.timekeeper.started(event, self)
+
+    def _open_while_waiting(self) -> bool:
+        """Before a handler blocks: let the next events in, unless it must keep the gate.
+        Whether it released the gate."""
+        if self._blocking or not self.holds_gate():
+            return False  # exclusive, or already opened (a call to another object)
+        if self._driver is trio.lowlevel.current_task() and self._nursery is not None:
+            self._driver = None  # this task waits in its handler: a new one takes the mailbox
+            self._nursery.start_soon(self._drive)
+        elif self._writes_waiting():
+            self._wakeup.set()  # the driver commits them while this handler waits
+        self._release_gate()
+        return True
+
+    def _writes_waiting(self) -> bool:
+        storage = self.storage
+        return (self.state in ("running", "stopping") and storage is not None
+                and storage.has_uncommitted_writes)
 
     def timed_out(self, event: Event) -> None:
         """Called by the router's timekeeper when ``event`` ran past ``event_timeout``."""
@@ -481,8 +556,13 @@ class Actor:
     def _finish(self, event: Event, outcome: object) -> None:
         """Reply now, or after the commit that makes this event's view durable."""
         storage = self.storage
-        if self._to_reply or (storage is not None and storage.has_uncommitted_writes):
+        if self._to_reply or (storage is not None and storage.holds_output):
             self._to_reply.append((event, outcome))
+            if self._driver is not trio.lowlevel.current_task():
+                self._wakeup.set()
+        elif storage is not None and storage.has_uncommitted_writes:
+            # Only allow_unconfirmed writes: the result leaves now, the driver commits soon.
+            self._deliver(event, outcome)
             if self._driver is not trio.lowlevel.current_task():
                 self._wakeup.set()
         else:
@@ -515,7 +595,16 @@ class Actor:
             self._release_gate()
 
     async def _commit_writes(self) -> None:
-        """With the gate held: make every write durable, then answer the waiting events."""
+        """With the gate held: make every write durable, then answer the waiting events.
+        The gate stays held across the commit's awaits (the fsync's thread, a replica's
+        confirmation): no handler may write meanwhile."""
+        self._blocking += 1
+        try:
+            await self._commit_batch()
+        finally:
+            self._blocking -= 1
+
+    async def _commit_batch(self) -> None:
         batch, self._to_reply = self._to_reply, []
         storage = self.storage
         assert storage is not None
@@ -610,7 +699,7 @@ class Actor:
         """Hold an outgoing call until this object's writes are durable; False if there is
         nothing to wait for (then the caller sends it at once)."""
         storage = self.storage
-        if storage is None or not storage.has_uncommitted_writes or self.state == "dead":
+        if storage is None or not storage.holds_output or self.state == "dead":
             return False
         self._held_calls.append(send)
         return True
@@ -622,12 +711,14 @@ class Actor:
         """Run ``send()`` (a call to another object) from a handler of this object."""
         if self._blocking or not self.holds_gate():
             return await send()
-        if self._to_reply or (self.storage is not None and self.storage.has_uncommitted_writes):
+        if self._to_reply or (self.storage is not None and self.storage.holds_output):
             await self._commit_writes()  # nothing leaves before the writes are durable
             if self.state == "dead":
                 # The commit failed and reset the object: the call must not leave. The
                 # object's tasks are cancelled; this checkpoint delivers it.
                 await trio.lowlevel.checkpoint()
+        if not self._strict:
+            return await send()  # the handler is gated: its wait for the answer opens the gate
         if self._driver is trio.lowlevel.current_task() and self._nursery is not None:
             self._driver = None
             self._nursery.start_soon(self._drive)

@@ -8,7 +8,7 @@ and the harness pass it on without unpacking it.
 from __future__ import annotations
 
 import math
-from typing import TypedDict
+from typing import Literal, TypedDict
 
 import attrs
 
@@ -39,6 +39,26 @@ def _durability(instance: object, attribute: attrs.Attribute[str], value: str) -
         raise ValueError(f"durability must be 'full', 'normal' or 'off', not {value!r}")
 
 
+InputGateMode = Literal["open_on_await", "strict"]
+"""When other events of an object may run while one of its handlers awaits: at any await
+but its own storage (``"open_on_await"``, Durable Objects' model), or only while it awaits
+another object (``"strict"``). docs/reference/concurrency.md."""
+
+INPUT_GATE_MODES: tuple[InputGateMode, ...] = ("open_on_await", "strict")
+
+
+def check_input_gate(value: object, where: str) -> InputGateMode:
+    """``value`` if it is an input gate mode, else a ValueError naming ``where``."""
+    for mode in INPUT_GATE_MODES:
+        if value == mode:
+            return mode
+    raise ValueError(f"{where} must be 'open_on_await' or 'strict', not {value!r}")
+
+
+def _input_gate(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    check_input_gate(value, attribute.name)
+
+
 def _fraction(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
         raise ValueError(f"{attribute.name} must be between 0 and 1, not {value!r}")
@@ -62,11 +82,15 @@ class RuntimeOptions:
     max_live_objects: int = attrs.field(default=1_000, validator=_count)
     max_queued_per_object: int = attrs.field(default=1_000, validator=_count)
     event_timeout: float | None = attrs.field(default=30.0, validator=_positive_or_none)
-    """Seconds one event may run before its object is reset (None: no limit)."""
+    """Seconds one event may keep its object's gate closed before the object is reset
+    (None: no limit)."""
     shutdown_grace: float = attrs.field(default=30.0, validator=_positive)
     max_concurrent_alarms: int = attrs.field(default=100, validator=_count)
     alarm_retry_jitter: float = attrs.field(default=0.25, validator=_fraction)
     max_websockets_per_object: int = attrs.field(default=32_768, validator=_count)
+    input_gate: InputGateMode = attrs.field(default="open_on_await", validator=_input_gate)
+    """Of classes that do not set their own ``input_gate``: ``"open_on_await"`` or
+    ``"strict"``."""
 
     @property
     def event_time_limit(self) -> float:
@@ -93,3 +117,4 @@ class RuntimeSettings(TypedDict, total=False):
     max_concurrent_alarms: int
     alarm_retry_jitter: float
     max_websockets_per_object: int
+    input_gate: InputGateMode

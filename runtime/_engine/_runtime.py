@@ -32,7 +32,7 @@ from ._coordinator import Coordinator, SingleProcessCoordinator
 from ._descriptors import process_budget
 from ._lowlevel import RuntimeControls
 from ._namespace import Namespace
-from ._options import RuntimeOptions, RuntimeSettings
+from ._options import RuntimeOptions, RuntimeSettings, check_input_gate
 from ._router import Router
 from ._statistics import RuntimeStatistics
 
@@ -134,8 +134,8 @@ async def open_runtime(
     - ``max_live_objects``: least recently used idle objects are evicted beyond this.
     - ``max_queued_per_object``: events admitted and unanswered per object before further
       events fail at once with ``OverloadedError``.
-    - ``event_timeout``: seconds one event may run before its object is reset (``None``:
-      no limit).
+    - ``event_timeout``: seconds one event may keep its object's gate closed before the
+      object is reset (``None``: no limit).
     - ``shutdown_grace``: seconds admitted events get to finish when the runtime closes.
     - ``max_concurrent_alarms``: alarm events in flight at once (overdue alarms after a
       restart are spread behind this limit).
@@ -143,6 +143,9 @@ async def open_runtime(
       it (Durable Objects: up to 25%); 0 makes retries land on exact times, for tests.
     - ``max_websockets_per_object``: sockets one object may have accepted and open
       (Durable Objects: 32,768).
+    - ``input_gate``: ``"open_on_await"`` (other events of an object run while a handler
+      awaits anything but its storage, as in Durable Objects) or ``"strict"`` (only while
+      it awaits another object), for classes that do not set their own.
 
     Besides them:
 
@@ -231,3 +234,5 @@ def _check_objects(objects: Mapping[str, type[DurableObject]]) -> None:
             )
         if not (isinstance(cls, type) and issubclass(cls, DurableObject)):
             raise TypeError(f"objects[{binding!r}] must be a DurableObject subclass, not {cls!r}")
+        if cls.input_gate is not None:
+            check_input_gate(cls.input_gate, f"{cls.__qualname__}.input_gate")

@@ -138,7 +138,10 @@ OBJECTS["BULK"] = Bulk
 
 class Holder(DurableObject):
     """A call that runs until the test releases it (a file appears), with a write that
-    queues behind it: in-flight work at a known moment, without a race against a timer."""
+    queues behind it: in-flight work at a known moment, without a race against a timer.
+    Strict, so that the write does wait (by default it would run while the call sleeps)."""
+
+    input_gate = "strict"
 
     async def hold_until(self, path: str) -> str:
         while not os.path.exists(path):  # noqa: ASYNC110, ASYNC240  # released by the test
@@ -152,6 +155,36 @@ class Holder(DurableObject):
 
 
 OBJECTS["HOLDER"] = Holder
+
+
+class Agent(DurableObject):
+    """Awaits the outside world (the server's own HTTP, which holds the answer until the
+    test says) while its other events go on: the input gate's default."""
+
+    async def fetch(self, request: httpx.Request) -> httpx.Response:
+        if request.headers.get("upgrade") == "websocket":
+            client, server = WebSocketPair()
+            self.ctx.accept_websocket(server)
+            return httpx.Response(101, extensions={"websocket": client})
+        base = request.url.params.get("base", "")
+        if request.url.path == "/self":  # a call to itself, over the network
+            async with httpx.AsyncClient(base_url=base) as http:
+                answer = await http.get(f"/default/AGENT/{self.ctx.id.name}/hello")
+            return httpx.Response(200, text=f"it said: {answer.text}")
+        return httpx.Response(200, text="hello")
+
+    async def websocket_message(self, ws: WebSocket, message: str | bytes) -> None:
+        words = str(message).split()
+        if words[0] == "think":  # think BASE_URL RELEASE_FILE
+            async with httpx.AsyncClient(base_url=words[1], timeout=60) as http:
+                answer = await http.post("/default/HOLDER/agent/rpc/hold_until",
+                                         json={"args": [words[2]]})
+            ws.send(f"thought: {answer.json()['result']}")
+        else:
+            ws.send(f"echo {message}")
+
+
+OBJECTS["AGENT"] = Agent
 
 
 class Reminder(DurableObject):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 
@@ -100,18 +101,36 @@ async def test_failing_on_start_resets_and_the_next_call_recovers(tmp_path: Path
         assert (stats.resets, stats.activations) == (1, 2)
 
 
+class Sleeper(Counter):
+    async def sleep_exclusively(self, seconds: float) -> float:
+        await self.ctx.block_concurrency_while(functools.partial(trio.sleep, seconds))
+        return trio.current_time()
+
+
 async def test_event_timeout_resets_at_the_deadline(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    async with open_runtime(tmp_path, objects={"COUNTER": Counter}, event_timeout=5,
-                            **FAST) as rt:
-        counter = rt.namespace("COUNTER").get_by_name("a")
-        await counter.increment()
-        with pytest.raises(ObjectResetError, match="exceeded event execution time"):
-            await counter.sleep(100)
-        assert trio.current_time() == 5
-        assert await counter.value() == 1
-        assert rt.statistics().resets == 1
+    """The limit counts while an event keeps the gate closed: inside
+    block_concurrency_while, or its whole run under the strict gate. A handler merely
+    waiting on the outside world keeps nobody out, and is not limited (as in DO, whose
+    limit is on CPU time)."""
+    for gate in ("open_on_await", "strict"):
+        start = trio.current_time()
+        async with open_runtime(tmp_path / gate, objects={"COUNTER": Sleeper},
+                                event_timeout=5, input_gate=gate, **FAST) as rt:
+            counter = rt.namespace("COUNTER").get_by_name("a")
+            await counter.increment()
+            with pytest.raises(ObjectResetError, match="exceeded event execution time"):
+                await counter.sleep_exclusively(100)
+            assert trio.current_time() - start == 5
+            assert await counter.value() == 1
+            if gate == "strict":
+                with pytest.raises(ObjectResetError, match="exceeded event execution time"):
+                    await counter.sleep(100)
+                assert trio.current_time() - start == 10
+            else:
+                assert await counter.sleep(100) - start == 105
+            assert rt.statistics().resets == (1 if gate == "open_on_await" else 2)
 
 
 async def test_abort_resets_and_cannot_be_caught_by_the_object(tmp_path: Path) -> None:
@@ -136,8 +155,9 @@ async def test_abort_resets_and_cannot_be_caught_by_the_object(tmp_path: Path) -
 async def test_a_reset_fails_queued_calls_and_spares_other_objects(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
+    # Strict: the increment waits behind the sleep (by default it would run meanwhile).
     async with open_runtime(tmp_path, objects={"COUNTER": Counter}, event_timeout=5,
-                            **FAST) as rt:
+                            input_gate="strict", **FAST) as rt:
         doomed = rt.namespace("COUNTER").get_by_name("doomed")
         healthy = rt.namespace("COUNTER").get_by_name("healthy")
         outcomes: dict[str, object] = {}

@@ -496,3 +496,15 @@ async def test_an_idle_tenant_is_closed_and_opens_again(tmp_path: Path) -> None:
         answer = await client.post("/t1/COUNTER/c/rpc/increment", json={},
                                    headers={"authorization": "Bearer token-1"})
         assert answer.json() == {"result": 2}  # opened again, its data intact
+
+
+async def test_an_object_that_calls_itself_over_http_gets_its_answer(
+    server: ServerProcess,
+) -> None:
+    """Its fetch awaits a request to the server for the same object: that request runs
+    while the first waits (under a strict gate it would wait for the request timeout)."""
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as http:
+        with trio.fail_after(20):
+            answer = await http.get("/default/AGENT/me/self",
+                                    params={"base": server.base_url})
+    assert (answer.status_code, answer.text) == (200, "it said: hello")

@@ -283,3 +283,22 @@ def test_the_token_entry_never_reaches_the_object() -> None:
              "headers": [(b"sec-websocket-protocol", b"chat, dobox, dobox.bearer.c2VjcmV0")]}
     request = _forwarded_request(scope, "GET", "chat", b"")
     assert request.headers["sec-websocket-protocol"] == "chat, dobox"
+
+
+async def test_an_object_awaiting_an_outside_call_keeps_answering_its_sockets(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """One socket asks the object to think: it awaits an HTTP call that the test holds open.
+    Meanwhile its other socket's messages are answered: the gate is open while it waits."""
+    release = tmp_path / "release"
+    async with Client(server.base_url) as client:
+        agent = client.namespace("AGENT").get_by_name("a")
+        async with agent.websocket("/") as thinker, agent.websocket("/") as chatter:
+            await thinker.send(f"think {server.base_url} {release}")
+            with trio.fail_after(30):  # an answer comes at once; the bound only ends a hang
+                for number in range(3):
+                    await chatter.send(f"hi {number}")
+                    assert await chatter.receive() == f"echo hi {number}"
+            assert not release.exists()  # so the thinker was still waiting throughout
+            release.touch()
+            assert await thinker.receive() == "thought: released"
