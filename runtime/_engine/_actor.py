@@ -464,7 +464,10 @@ class Actor:
                 self.site.timekeeper.ended(event)
             try:
                 to_send = yield waiting_on
-            except BaseException as exc:  # delivered by trio (or closing): for the handler
+            except GeneratorExit:  # closed, never to resume: nothing may be awaited now
+                handler.close()
+                raise
+            except BaseException as exc:  # delivered by trio: for the handler
                 to_send, to_throw = None, exc
             if opened:
                 yield from self.gate.acquire_shielded().__await__()
