@@ -276,10 +276,10 @@ async def test_writes_before_an_await_are_committed_while_the_handler_waits(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(agent.think)
             await trio.sleep(1)
-            assert await agent.status() == "thinking"
-            with committed_view(path) as view:
+            with committed_view(path) as view:  # committed with no other event to force it
                 rows = view.execute("SELECT count(*) FROM _dobox_kv").fetchone()
             assert rows == (1,)
+            assert await agent.status() == "thinking"
         assert await agent.status() == "done"
         assert rt.statistics().resets == 0
 
