@@ -1,6 +1,7 @@
 """Two nodes of a cluster against one server, on this machine.
 
-    python bench/bench_cluster.py [--seconds 10] [--durability full|normal] [--dir bench/.data]
+    python bench/bench_cluster.py [--seconds 10] [--rounds 5] [--durability full|normal]
+                                  [--dir bench/.data]
 
 Starts etcd (``harness.open_etcd``) and measures, with ``wrk`` (``--durability`` full by
 default, 1,000 existing objects, round robin, 32 connections in all):
@@ -10,6 +11,10 @@ default, 1,000 existing objects, round robin, 32 connections in all):
 - two nodes sharing one data directory (a process per core), each driven by its own wrk
   (16 connections each): about half of the requests reach the node that does not hold
   their object and take one hop;
+- the same two nodes with each request sent to its object's node (what a client given
+  every node does), then that against the single server again, in alternating rounds of
+  ``--rounds`` (this machine's speed drifts by a third between runs minutes apart, so the
+  ratio of two measurements taken side by side is the figure to read, and their median);
 - the sequential latency of a call served directly and of one forwarded (a hop);
 - takeover: after SIGKILL of the node holding an object, how long until a call through the
   other node succeeds (the lease TTL is 5 s, the default).
@@ -133,6 +138,7 @@ async def main_async(args: argparse.Namespace) -> None:
           f"{os.cpu_count()} cores, {platform.machine()}")
     seconds = args.seconds
     results: dict[str, float] = {}
+    rounds: list[tuple[float, float]] = []
     async with open_etcd(args.dir / "etcd") as etcd:
         single = ServerProcess(args.dir / "single", OBJECTS, cwd=ROOT,
                                options=["--durability", args.durability])
@@ -164,6 +170,14 @@ async def main_async(args: argparse.Namespace) -> None:
                       if held.get(claim_key(name)) == "b"]
         results["two nodes, routed"] = routed_wrks([a.base_url, b.base_url],
                                                    [on_a_names, on_b_names], seconds)
+        await single.start()  # its objects are on disk already: touch to activate them
+        touch(single.base_url, 1000, prefix="o")
+        for _ in range(args.rounds):
+            alone_rate = wrk(single.base_url, seconds, script=ROUND_ROBIN.format(objects=1000))
+            routed_rate = routed_wrks([a.base_url, b.base_url], [on_a_names, on_b_names],
+                                      seconds)
+            rounds.append((alone_rate, routed_rate))
+        await single.terminate()
         name = on_a_names[0]  # served directly by a, and through b with one hop
         results["direct"] = latency(a.base_url, f"/default/COUNTER/{name}/rpc/value")
         results["forwarded"] = latency(b.base_url, f"/default/COUNTER/{name}/rpc/value")
@@ -189,6 +203,12 @@ async def main_async(args: argparse.Namespace) -> None:
     print(f"  two nodes, each request sent to its object's node (no hop): "
           f"{results['two nodes, routed']:>9,.0f} /s  "
           f"({results['two nodes, routed'] / results['single']:.2f}x)")
+    for alone_rate, routed_rate in rounds:
+        print(f"  a round: one server {alone_rate:,.0f} /s, then two nodes routed "
+              f"{routed_rate:,.0f} /s ({routed_rate / alone_rate:.2f}x)")
+    if rounds:
+        print(f"  median of {len(rounds)} rounds: "
+              f"{statistics.median(r / a for a, r in rounds):.2f}x")
     print(f"sequential no-op call, median: served directly {results['direct'] * 1e3:.2f} ms, "
           f"through the other node {results['forwarded'] * 1e3:.2f} ms")
     print(f"takeover after SIGKILL of the holder (lease TTL {TTL} s): "
@@ -199,6 +219,8 @@ async def main_async(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="alternating rounds of one server and two routed nodes")
     parser.add_argument("--durability", choices=["full", "normal"], default="full",
                         help="full: every commit fsyncs (the disk bounds the rate); normal: "
                         "no fsync per commit (the processors do)")
