@@ -40,23 +40,34 @@ if TYPE_CHECKING:
     from ._lowlevel import EventSink
 
 
+MAX_CACHED_IDS = 10_000
+"""Names whose ids a namespace keeps: an id costs two HMACs (5 µs), a lookup 0.06 µs."""
+
+
 class Namespace:
     """One binding's objects: make ids, and stubs to call them."""
 
-    __slots__ = ("_key", "_router", "binding", "cls")
+    __slots__ = ("_ids", "_key", "_router", "binding", "cls")
 
     def __init__(self, router: EventSink, binding: str, cls: type[DurableObject]) -> None:
         self._router = router
         self.binding = binding
         self.cls = cls
         self._key = namespace_key(router.id_scope + binding)
+        self._ids: dict[str, ObjectId] = {}
+        """Ids of the names asked for lately, the oldest first (dropped beyond the cap)."""
 
     def __repr__(self) -> str:
         return f"<Namespace {self.binding} of {self.cls.__qualname__}>"
 
     def id_from_name(self, name: str) -> ObjectId:
         """The id for ``name``: always the same in this namespace, never in another."""
-        return id_from_name(self._key, name)
+        found = self._ids.get(name)
+        if found is None:
+            found = self._ids[name] = id_from_name(self._key, name)  # checks the name
+            if len(self._ids) > MAX_CACHED_IDS:
+                del self._ids[next(iter(self._ids))]
+        return found
 
     def new_unique_id(self) -> ObjectId:
         """A new random id, never returned twice."""

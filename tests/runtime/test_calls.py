@@ -9,14 +9,17 @@ import httpx
 import pytest
 import trio
 
+import runtime._engine._namespace
 from actors import (
     DurableObject,
     InvalidArgumentsError,
     InvalidObjectId,
+    InvalidObjectName,
     OverloadedError,
     RemoteError,
     UnknownMethodError,
 )
+from actors._ids import id_from_name
 from runtime import RuntimeOptions, RuntimeSettings, open_runtime
 from storage import UnsupportedValueError
 from tests.helpers import Counter, committed_view
@@ -189,6 +192,25 @@ async def test_ids_and_namespaces(tmp_path: Path) -> None:
         assert await unique.whoami() is None
         with pytest.raises(KeyError, match="no namespace 'NOPE'"):
             rt.namespace("NOPE")
+
+
+async def test_a_namespace_keeps_recent_ids_without_changing_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ids are cached per name (two HMACs each otherwise), bounded; a cached id is the one
+    computed, and a bad name is refused every time."""
+    monkeypatch.setattr(runtime._engine._namespace, "MAX_CACHED_IDS", 3)
+    async with open_runtime(tmp_path, objects={"COUNTER": Counter}) as rt:
+        counters = rt.namespace("COUNTER")
+        names = [f"n{i}" for i in range(10)]
+        first = [counters.id_from_name(name) for name in names]
+        assert [counters.id_from_name(name) for name in names] == first
+        assert first == [id_from_name(counters._key, name) for name in names]
+        assert list(counters._ids) == names[-3:]
+        for _ in range(2):
+            with pytest.raises(InvalidObjectName):
+                counters.id_from_name("x" * 2000)
+        assert len(counters._ids) == 3
 
 
 async def test_env_holds_namespaces_and_values(tmp_path: Path) -> None:
