@@ -212,11 +212,13 @@ class DoboxApp:
             send = _stamped(send, self.cluster.node.address)
         if len(rest) == 2 and rest[0] == "rpc" and scope["method"] == "POST":
             args, kwargs = _rpc_arguments(body)
-            result = await self._in_trio(self._rpc, tenant, binding, name, rest[1], args, kwargs)
+            result = await self._in_trio(self._rpc, tenant, binding, name, rest[1], args, kwargs,
+                                         time_limit=self.request_timeout)
             await _send_json(send, 200, {"result": _to_json(result)})
             return
         request = _forwarded_request(scope, str(scope["method"]), rest_as_sent, body)
-        response = await self._in_trio(self._fetch, tenant, binding, name, request)
+        response = await self._in_trio(self._fetch, tenant, binding, name, request,
+                                       time_limit=self.request_timeout)
         assert isinstance(response, httpx.Response)
         await send({"type": "http.response.start", "status": response.status_code,
                     "headers": [(k.encode(), v.encode()) for k, v in response.headers.items()]})
@@ -366,7 +368,8 @@ class DoboxApp:
                 await bridge_websocket(live, receive, send, self._to_trio)
                 return
             request = _forwarded_request(scope, "GET", rest_as_sent, b"")
-            response = await self._in_trio(self._fetch, tenant, binding, name, request)
+            response = await self._in_trio(self._fetch, tenant, binding, name, request,
+                                           time_limit=self.request_timeout)
         except HttpError as error:
             self.metrics.requests.labels("websocket", str(error.status)).inc()
             self.metrics.errors.labels(error.body["error"]["type"]).inc()
@@ -416,13 +419,18 @@ class DoboxApp:
 
     # -- inside trio ----------------------------------------------------------------------------
 
-    async def _in_trio(self, fn: Callable[..., Awaitable[object]], *args: object) -> object:  # type: ignore[explicit-any]  # forwards fn's arguments
+    async def _in_trio(self, fn: Callable[..., Awaitable[object]], *args: object,  # type: ignore[explicit-any]  # forwards fn's arguments
+                       time_limit: float | None = None) -> object:
+        """``await fn(*args)`` in trio, within ``time_limit`` seconds (then a 504)."""
         if self._portal is None and self._trio_nursery is None:
             raise HttpError(503, "Unavailable", "the server is starting", retryable=True)
         try:
-            if self._portal is None:
-                return await fn(*args)  # already in trio
-            return await self._portal.call(fn, *args)
+            if self._portal is None:  # already in trio
+                if time_limit is None:
+                    return await fn(*args)
+                with trio.fail_after(time_limit):
+                    return await fn(*args)
+            return await self._portal.call(fn, *args, time_limit=time_limit)
         except HttpError:
             raise
         except Exception as exc:  # not BaseException: cancellation is not the request's error
@@ -441,9 +449,7 @@ class DoboxApp:
     async def _rpc(self, tenant: str, binding: str, name: str, method: str,
                    args: list[object], kwargs: dict[str, object]) -> object:
         stub = (await self._runtime(tenant)).namespace(binding).get_by_name(name)
-        call = stub.call(method, *args, **kwargs)  # the method table, never getattr
-        with trio.fail_after(self.request_timeout):
-            return await call
+        return await stub.call(method, *args, **kwargs)  # the method table, never getattr
 
     async def _live_query(self, tenant: str, binding: str, name: str,
                           collection: str) -> WebSocket:
@@ -459,9 +465,8 @@ class DoboxApp:
     async def _fetch(self, tenant: str, binding: str, name: str,
                      request: httpx.Request) -> httpx.Response:
         stub = (await self._runtime(tenant)).namespace(binding).get_by_name(name)
-        with trio.fail_after(self.request_timeout):
-            response: httpx.Response = await stub.fetch(request)
-            return response
+        response: httpx.Response = await stub.fetch(request)
+        return response
 
 
 BEARER_PROTOCOL = "dobox.bearer."

@@ -44,12 +44,18 @@ class TrioPortal:
         self._nursery = nursery
         self._loop = loop
 
-    async def call(self, async_fn: Callable[[*Ts], Awaitable[T]], *args: *Ts) -> T:
-        """Run ``await async_fn(*args)`` in trio; its result, or its exception, here."""
+    async def call(self, async_fn: Callable[[*Ts], Awaitable[T]], *args: *Ts,
+                   time_limit: float | None = None) -> T:
+        """Run ``await async_fn(*args)`` in trio; its result, or its exception, here. After
+        ``time_limit`` seconds it is cancelled and ``trio.TooSlowError`` raised (one cancel
+        scope serves both the deadline and the caller's leaving: each costs microseconds on
+        every request)."""
         future: asyncio.Future[T] = self._loop.create_future()
         scope = trio.CancelScope()
 
         async def run() -> None:
+            if time_limit is not None:
+                scope.deadline = trio.current_time() + time_limit
             with scope:
                 try:
                     result = await async_fn(*args)
@@ -60,7 +66,10 @@ class TrioPortal:
                 if not future.done():
                     future.set_result(result)
             if scope.cancelled_caught and not future.done():
-                future.cancel()
+                if trio.current_time() >= scope.deadline:
+                    future.set_exception(trio.TooSlowError())
+                else:
+                    future.cancel()
 
         self._token.run_sync_soon(self._nursery.start_soon, run)
         try:

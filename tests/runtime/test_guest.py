@@ -37,6 +37,31 @@ def test_calls_return_results_and_raise_errors() -> None:
     assert run_asyncio(main()) == [42, 4]
 
 
+def test_a_call_past_its_time_limit_is_cancelled_in_trio_and_too_slow_here() -> None:
+    """The limit is the trio task's own cancel scope: it is cancelled there (its cleanup
+    runs), and the asyncio caller gets trio.TooSlowError, which the server answers 504."""
+    cleaned: list[str] = []
+
+    async def main() -> str:
+        async with open_trio_guest() as portal:
+            async def slow() -> str:
+                try:
+                    await trio.sleep(30)
+                finally:
+                    cleaned.append("cancelled in trio")
+                return "never"
+
+            async def quick() -> str:
+                return "in time"
+
+            with pytest.raises(trio.TooSlowError):
+                await portal.call(slow, time_limit=0.05)
+            return await portal.call(quick, time_limit=30)
+
+    assert run_asyncio(main()) == "in time"
+    assert cleaned == ["cancelled in trio"]
+
+
 def test_cancelling_the_asyncio_caller_cancels_the_trio_task() -> None:
     state: dict[str, object] = {}
 
