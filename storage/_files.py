@@ -71,13 +71,29 @@ def peek_user_tables(conn: sqlite3.Connection) -> list[str]:
         "AND name NOT LIKE '\\_litestream\\_%' ESCAPE '\\' ORDER BY name")]
 
 
+def connect_read_only(path: Path, *, timeout: float = 5.0) -> sqlite3.Connection:
+    """A read-only connection to an object file that creates nothing beside it.
+
+    A file without a ``-wal`` was closed and checkpointed: everything committed is in it,
+    so it is read as ``immutable`` (no locks, no ``-wal`` or ``-shm`` made for the read;
+    SQLite would otherwise create both beside every file it reads). A runtime that opens
+    the object meanwhile writes to a new ``-wal``, not the file, until its first
+    checkpoint. A file with a ``-wal`` (a runtime has it open, or one crashed) is read the
+    locking way, which sees the ``-wal``'s commits and waits up to ``timeout`` seconds for
+    a runtime that holds it.
+    """
+    if Path(f"{path}-wal").exists():
+        return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout)
+    return sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, timeout=timeout)
+
+
 def peek_alarm(path: Path) -> float | None:
     """The alarm recorded in an object file, read without locking or writing it.
 
     Raises:
         sqlite3.Error: the file cannot be read.
     """
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn = connect_read_only(path)
     try:
         row = conn.execute(f"SELECT value FROM {META_TABLE} WHERE key = ?",
                            (ALARM_KEY,)).fetchone()

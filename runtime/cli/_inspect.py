@@ -1,12 +1,13 @@
 """Reading a data directory without owning it: what ``dobox ls``, ``inspect`` and ``sql`` do.
 
 Object files are opened read-only (``mode=ro``, ``PRAGMA query_only``), without the object
-lock. A runtime holds the file of a live object exclusively while its SQLite connection is
-open (its WAL index lives in the runtime's memory, not in a shared ``-shm`` file: see
-``storage._database``), so such an object cannot be read from here: it is reported as in
-use (:class:`ObjectInUseError`). A live object whose connection the runtime closed (idle
-for ``idle_connection_timeout``, 10 s by default) and an evicted one can be read; a reader
-delays the runtime's next use of the file by the length of its read. Nothing here ever
+lock; a closed one as ``immutable``, so that reading it creates nothing beside it
+(``storage._files.connect_read_only``). A runtime holds the file of a live object
+exclusively while its SQLite connection is open (its WAL index lives in the runtime's
+memory, not in a shared ``-shm`` file: see ``storage._database``), so such an object
+cannot be read from here: it is reported as in use (:class:`ObjectInUseError`). A live
+object whose connection the runtime closed (idle for ``idle_connection_timeout``, 10 s by
+default) and an evicted one can be read, without delaying the runtime. Nothing here ever
 writes.
 
 Where the files are and what their engine tables hold is storage's to say
@@ -26,6 +27,7 @@ import attrs
 from storage import DoboxError, Value, decode_value
 from storage._files import (
     OBJECT_ID,
+    connect_read_only,
     find_object_paths,
     namespace_of,
     object_paths,
@@ -187,7 +189,7 @@ def _read(path: Path, read: Callable[[sqlite3.Connection], T], *,
 
 @contextmanager
 def _read_only(path: Path, wait: float) -> Iterator[sqlite3.Connection]:
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=wait)
+    conn = connect_read_only(path, timeout=wait)
     try:
         conn.execute("PRAGMA query_only = ON")
         yield conn

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,42 @@ def test_inspect_shows_kv_and_tables(data: tuple[Path, str, str]) -> None:
     assert "'n': 3" in output
     code, output = invoke("inspect", str(root), ledger_id.upper())
     assert "entries: 2 rows" in output
+
+
+def files_under(root: Path) -> set[Path]:
+    return {path for path in root.rglob("*") if path.is_file()}
+
+
+def test_reading_closed_objects_creates_no_files(data: tuple[Path, str, str]) -> None:
+    """SQLite makes a -wal and a -shm beside every WAL file it reads, unless told the file
+    cannot change: a closed object's file is read as immutable."""
+    root, counter_id, ledger_id = data
+    before = files_under(root)
+    assert not [path for path in before if path.name.endswith(("-wal", "-shm"))]
+    for args in (["ls", str(root)], ["inspect", str(root), counter_id],
+                 ["inspect", str(root), ledger_id],
+                 ["sql", str(root), ledger_id, "SELECT count(*) FROM entries"]):
+        code, output = invoke(*args)
+        assert code == 0, output
+    assert files_under(root) == before
+
+
+def test_a_file_left_with_a_wal_is_read_with_it(data: tuple[Path, str, str]) -> None:
+    """A -wal beside a file (a runtime that crashed, or that has it open) holds commits
+    the file does not: such a file is read the locking way, which sees them."""
+    root, _, ledger_id = data
+    path = next(root.rglob(f"{ledger_id}.sqlite"))
+    writer = sqlite3.connect(path)  # what a crash leaves: commits only in the -wal
+    writer.execute("PRAGMA wal_autocheckpoint = 0")
+    writer.execute("INSERT INTO entries (amount) VALUES (100)")
+    writer.commit()
+    try:
+        assert Path(f"{path}-wal").exists()
+        code, output = invoke("sql", str(root), ledger_id, "SELECT sum(amount) FROM entries")
+        assert code == 0, output
+        assert "112" in output
+    finally:
+        writer.close()
 
 
 def test_sql_reads_but_never_writes(data: tuple[Path, str, str]) -> None:
