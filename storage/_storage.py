@@ -266,10 +266,15 @@ class Storage:
             TransactionAbortedError, StorageFullError, StorageIOError: see :meth:`commit`.
         """
         if self.exclusive is None:
-            await self._db.commit_in_thread()
+            await self.commit_in_thread()
         else:  # an object's other events wait: none may write while the fsync runs
             async with self.exclusive():
-                await self._db.commit_in_thread()
+                await self.commit_in_thread()
+
+    async def commit_in_thread(self) -> None:
+        """:meth:`sync` for a caller that already keeps everything else off this storage
+        until it returns (the runtime, holding the object's gate across its commit)."""
+        await self._db.commit_in_thread()
         self._tell_feeds()
 
     # -- the alarm (the runtime schedules it; see docs/reference/storage.md) -------------

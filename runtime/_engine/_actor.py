@@ -623,7 +623,7 @@ class Actor:
                 if alarms is not None:  # the index may hold more than the files, never less
                     alarms.before_commit(self.key, self.binding, self.id.hex, alarm_at)
                 if storage.durability == "full":
-                    await storage.sync()  # the fsync runs in a thread; other objects go on
+                    await storage.commit_in_thread()  # other objects go on meanwhile
                 else:
                     storage.commit()
                 self.site.counters.commit_seconds += time.perf_counter() - started

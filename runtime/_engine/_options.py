@@ -47,12 +47,10 @@ another object (``"strict"``). docs/reference/concurrency.md."""
 INPUT_GATE_MODES: tuple[InputGateMode, ...] = ("open_on_await", "strict")
 
 
-def check_input_gate(value: object, where: str) -> InputGateMode:
-    """``value`` if it is an input gate mode, else a ValueError naming ``where``."""
-    for mode in INPUT_GATE_MODES:
-        if value == mode:
-            return mode
-    raise ValueError(f"{where} must be 'open_on_await' or 'strict', not {value!r}")
+def check_input_gate(value: object, where: str) -> None:
+    """Raise a ValueError naming ``where`` unless ``value`` is an input gate mode."""
+    if value not in INPUT_GATE_MODES:
+        raise ValueError(f"{where} must be 'open_on_await' or 'strict', not {value!r}")
 
 
 def _input_gate(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
