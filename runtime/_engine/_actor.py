@@ -417,7 +417,7 @@ class Actor:
             return None
         if event.kind == "fetch":
             try:
-                return copy_response(result)
+                return copy_response(result, copy=not event.by_reference)
             except TypeError as exc:  # not a response, or a 101 without a WebSocketPair end
                 return remote_error_for(exc, object_id=self.id.hex)
         if event.kind != "rpc":

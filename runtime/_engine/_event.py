@@ -8,6 +8,7 @@ mutable value (and what works in-process also works over HTTP).
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Literal
 
 from actors._signal import Signal
@@ -38,15 +39,18 @@ NO_ARGUMENTS = encode_value(((), {}))
 
 
 class Reply:
-    """The outcome of one event, set once (the first outcome wins), awaited by its caller."""
+    """The outcome of one event, set once (the first outcome wins). Its caller either awaits
+    it (``wait``), or, from outside trio's tasks (the server's bridge), asks to be called
+    when it is set (``when_done``) and then reads it (``outcome``)."""
 
-    __slots__ = ("_done", "_error", "_result", "_signal")
+    __slots__ = ("_done", "_error", "_on_done", "_result", "_signal")
 
     def __init__(self) -> None:
         self._done = False
         self._result: object = None
         self._error: BaseException | None = None
         self._signal = Signal()
+        self._on_done: Callable[[], None] | None = None
 
     @property
     def done(self) -> bool:
@@ -57,17 +61,35 @@ class Reply:
         if not self._done:
             self._done = True
             self._result = result
-            self._signal.set()
+            self._settled()
 
     def fail(self, error: BaseException) -> None:
         if not self._done:
             self._done = True
             self._error = error
-            self._signal.set()
+            self._settled()
+
+    def _settled(self) -> None:
+        self._signal.set()
+        if self._on_done is not None:
+            self._on_done()
+
+    def when_done(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` once the outcome is set (at once if it is). It runs inside
+        the ``set_result`` or ``fail`` of the object's task: it must not raise or block."""
+        if self._done:
+            callback()
+        else:
+            self._on_done = callback
 
     async def wait(self) -> Value:
         """The decoded result; raises the event's error."""
         await self._signal.wait()
+        return self.outcome()
+
+    def outcome(self) -> Value:
+        """The decoded result of a settled reply; raises the event's error."""
+        assert self._done, "outcome() of a reply not yet set"
         if self._error is not None:
             raise _fresh(self._error)
         result = self._result
@@ -91,13 +113,15 @@ def _fresh(error: BaseException) -> BaseException:
 class Event:
     """An RPC call or a fetch, queued in an object's mailbox."""
 
-    __slots__ = ("kind", "name", "payload", "reply")
+    __slots__ = ("by_reference", "kind", "name", "payload", "reply")
 
     def __init__(self, kind: EventKind, name: str, payload: object) -> None:
         self.kind: EventKind = kind
         self.name = name
         self.payload = payload
         self.reply = Reply()
+        self.by_reference = False
+        """A fetch whose caller only reads the response: it is checked, not copied."""
 
     def describe(self) -> str:
         return f"{self.name}()" if self.kind == "rpc" else f"{self.kind}()"

@@ -16,8 +16,9 @@ def copy_request(request: httpx.Request) -> httpx.Request:
     )
 
 
-def copy_response(response: object) -> httpx.Response:
-    """A by-value copy of what a ``fetch`` handler returned.
+def copy_response(response: object, *, copy: bool = True) -> httpx.Response:
+    """A by-value copy of what a ``fetch`` handler returned (or, with ``copy=False``, the
+    response itself, checked and read, for a caller that only reads it).
 
     A 101 (WebSocket upgrade) response keeps its ``extensions["websocket"]``, the client end
     of the object's ``WebSocketPair``: a connection is not a value, it is handed over.
@@ -33,8 +34,13 @@ def copy_response(response: object) -> httpx.Response:
         if not isinstance(client, WebSocket) or client._peer is None:
             raise TypeError("a 101 response must carry the client end of a WebSocketPair "
                             "in extensions['websocket']")
+        if not copy:
+            return response
         return httpx.Response(101, headers=response.headers.copy(),
                               extensions={"websocket": client})
+    if not copy:
+        response.read()
+        return response
     return httpx.Response(
         response.status_code, headers=response.headers.copy(), content=response.read()
     )

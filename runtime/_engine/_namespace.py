@@ -10,7 +10,7 @@ first): nothing leaves an object before its writes are on disk.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Coroutine, Generator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -142,6 +142,18 @@ class Stub:
         if not hasattr(self._namespace.cls, "fetch"):
             raise UnknownMethodError(f"{self._namespace.cls.__qualname__} has no fetch() handler")
         return Call(self, "fetch", "fetch", copy_request(request))
+
+    def fetch_handing_over(self, request: httpx.Request) -> Call:
+        """``fetch(request)`` for a caller that hands ``request`` over (it made it for this
+        call and never touches it again) and only reads the response it gets back (the
+        server's front door): neither is copied, since nobody could see the difference."""
+        if not hasattr(self._namespace.cls, "fetch"):
+            raise UnknownMethodError(f"{self._namespace.cls.__qualname__} has no fetch() handler")
+        if not isinstance(request, httpx.Request):
+            raise TypeError(f"fetch() takes an httpx.Request, not {type(request).__name__}")
+        call = Call(self, "fetch", "fetch", request)
+        call._event.by_reference = True
+        return call
 
     @asynccontextmanager
     async def subscribe(
@@ -281,4 +293,14 @@ class Call(Coroutine[object, object, Value]):
     async def _send(self) -> Value:
         self._queue()
         return await self._event.reply.wait()
+
+    def when_done(self, callback: Callable[[], None]) -> None:
+        """For callers outside trio's tasks, instead of awaiting: ``callback()`` runs once
+        the outcome is set (see :meth:`Reply.when_done`); then read it with ``outcome()``."""
+        self._queue()
+        self._event.reply.when_done(callback)
+
+    def outcome(self) -> Value:
+        """The result of a call that is done; raises its error."""
+        return self._event.reply.outcome()
 

@@ -23,7 +23,7 @@ from actors import DurableObject
 from actors._websocket import MAX_MESSAGE_SIZE
 from runtime._engine import RuntimeOptions, open_runtime, raise_open_file_limit
 from runtime.cluster import ReplicaSettings, ReplicationMode
-from runtime.server import ClusterSettings, DoboxApp
+from runtime.server import DEFAULT_BUSY_POLL, ClusterSettings, DoboxApp
 from storage import Durability, ForbiddenSqlError
 
 from ._backup import backup, object_files, restore
@@ -163,6 +163,11 @@ _TENANT = click.option("--tenant", default=None, help="A server tenant's objects
               show_default=True,
               help="sync: acknowledge a commit only once the replica has it; async: after "
               "the local fsync (a lost machine may lose its last second or so).")
+@click.option("--busy-poll", type=click.FloatRange(min=0), default=DEFAULT_BUSY_POLL,
+              show_default=True, envvar="DOBOX_BUSY_POLL", metavar="SECONDS",
+              help="How long the runtime keeps polling for the next request after one came "
+              "or went, instead of sleeping: a core spins that long after traffic, and "
+              "requests that follow soon skip a thread wake-up (docs/serving.md). 0: never.")
 @click.option("--log-level", type=click.Choice(list(LOG_LEVELS)), default="warning",
               show_default=True, envvar="DOBOX_LOG_LEVEL",
               help="What dobox logs to stderr: info adds nodes joining, objects restored "
@@ -171,7 +176,7 @@ def serve(objects_spec: str, data: Path, host: str, port: int, tokens: Path | No
           durability: Durability, idle_timeout: float, request_timeout: float,
           max_queued: int, cluster_endpoints: str | None, node_name: str | None,
           advertise: str | None, lease_ttl: int, replica: str | None,
-          replication: ReplicationMode, log_level: str) -> None:
+          replication: ReplicationMode, busy_poll: float, log_level: str) -> None:
     """Serve the objects named by MODULE:OBJECTS (a dict of binding to class) over HTTP."""
     import uvicorn  # imported here: the other commands do not need a server
 
@@ -201,7 +206,7 @@ def serve(objects_spec: str, data: Path, host: str, port: int, tokens: Path | No
     elif node_name is not None or advertise is not None or replica is not None:
         raise click.ClickException("--node, --advertise and --replica need --cluster")
     app = DoboxApp(data, objects, tokens=tenant_tokens, request_timeout=request_timeout,
-                   cluster=cluster,
+                   cluster=cluster, busy_poll=busy_poll,
                    runtime_options=RuntimeOptions(durability=durability,
                                                   idle_timeout=idle_timeout,
                                                   max_queued_per_object=max_queued))

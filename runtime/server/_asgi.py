@@ -53,7 +53,7 @@ from actors import (
 )
 from actors._ids import check_name
 from actors._websocket import WebSocket
-from runtime._engine import Runtime, RuntimeOptions, open_runtime
+from runtime._engine import Call, Runtime, RuntimeOptions, open_runtime
 from runtime._names import SERVED_BY, TENANT
 from runtime.cluster import EtcdError, NotOwnerError
 from storage import DoboxError, StorageFullError, UnsupportedValueError
@@ -66,7 +66,7 @@ from ._cluster import (
     forwarded_headers,
     relayed_headers,
 )
-from ._guest import TrioPortal, log_errors, open_trio_guest
+from ._guest import DEFAULT_BUSY_POLL, TrioPortal, log_errors, open_trio_guest
 from ._live_socket import open_live_socket
 from ._metrics import ServerMetrics
 from ._relay import Relay, RelayConnectError, RelayError, RelayRefused, relay_websocket
@@ -98,6 +98,10 @@ class HttpError(DoboxError):
         }}
 
 
+class _NotOpen(Exception):
+    """The tenant's runtime is not open: the request takes the way that opens it."""
+
+
 class DoboxApp:
     """The ASGI application (``dobox serve`` runs it under uvicorn)."""
 
@@ -112,8 +116,11 @@ class DoboxApp:
         runtime_options: RuntimeOptions | None = None,
         tenant_idle_timeout: float | None = None,
         cluster: ClusterSettings | None = None,
+        busy_poll: float = DEFAULT_BUSY_POLL,
     ) -> None:
         self.data_dir = data_dir
+        self.busy_poll = busy_poll
+        """Under asyncio: seconds trio keeps polling after a request (``_guest``)."""
         self.objects = dict(objects)
         self.tokens = dict(tokens) if tokens is not None else None
         self.max_body = max_body
@@ -162,7 +169,7 @@ class DoboxApp:
             if message["type"] == "lifespan.startup":
                 if self._trio_nursery is None:  # under asyncio: trio as a guest
                     self._portal = await self._exit_stack.enter_async_context(
-                        open_trio_guest())
+                        open_trio_guest(busy_poll=self.busy_poll))
                 if self.cluster is not None:
                     try:
                         await self._in_trio(self._join_cluster)
@@ -210,18 +217,27 @@ class DoboxApp:
                           rest: list[str], rest_as_sent: str, body: bytes) -> None:
         if self.cluster is not None:
             send = _stamped(send, self.cluster.node.address)
+        portal = self._portal
         if len(rest) == 2 and rest[0] == "rpc" and scope["method"] == "POST":
             args, kwargs = _rpc_arguments(body)
-            result = await self._in_trio(self._rpc, tenant, binding, name, rest[1], args, kwargs,
-                                         time_limit=self.request_timeout)
+            if portal is not None:
+                result = await self._submit(portal, self._begin_rpc, tenant, binding, name,
+                                            rest[1], args, kwargs)
+            else:
+                result = await self._in_trio(self._rpc, tenant, binding, name, rest[1], args,
+                                             kwargs, time_limit=self.request_timeout)
             await _send_json(send, 200, {"result": _to_json(result)})
             return
         request = _forwarded_request(scope, str(scope["method"]), rest_as_sent, body)
-        response = await self._in_trio(self._fetch, tenant, binding, name, request,
-                                       time_limit=self.request_timeout)
+        if portal is not None:
+            response = await self._submit(portal, self._begin_fetch, tenant, binding, name,
+                                          request)
+        else:
+            response = await self._in_trio(self._fetch, tenant, binding, name, request,
+                                           time_limit=self.request_timeout)
         assert isinstance(response, httpx.Response)
         await send({"type": "http.response.start", "status": response.status_code,
-                    "headers": [(k.encode(), v.encode()) for k, v in response.headers.items()]})
+                    "headers": [(key.lower(), value) for key, value in response.headers.raw]})
         await send({"type": "http.response.body", "body": response.content})
 
     def _target(self, scope: Scope) -> tuple[str, str, str, list[str], str]:
@@ -436,6 +452,40 @@ class DoboxApp:
         except Exception as exc:  # not BaseException: cancellation is not the request's error
             raise _http_error(exc) from exc
 
+    async def _submit(self, portal: TrioPortal, begin: Callable[..., Call],  # type: ignore[explicit-any]  # forwards begin's arguments
+                      tenant: str, *args: object) -> object:
+        """A request's call, begun in trio by ``begin(runtime, *args)`` and awaited here
+        (``TrioPortal.submit``: no trio task per request), within the request time limit;
+        through ``_in_trio`` when the tenant's runtime must be opened first."""
+        try:
+            return await portal.submit(self._begin, begin, tenant, *args,
+                                       time_limit=self.request_timeout)
+        except _NotOpen:
+            async def open_then_call() -> object:
+                return await begin(await self._runtime(tenant), *args)
+
+            return await self._in_trio(open_then_call, time_limit=self.request_timeout)
+        except HttpError:
+            raise
+        except Exception as exc:  # not BaseException: cancellation is not the request's error
+            raise _http_error(exc) from exc
+
+    def _begin(self, begin: Callable[..., Call], tenant: str,  # type: ignore[explicit-any]  # forwards begin's arguments
+               *args: object) -> Call:
+        runtime = self.tenants.runtime_now(tenant)
+        if runtime is None:
+            raise _NotOpen
+        return begin(runtime, *args)
+
+    @staticmethod
+    def _begin_rpc(runtime: Runtime, binding: str, name: str, method: str,
+                   args: list[object], kwargs: dict[str, object]) -> Call:
+        return runtime.namespace(binding).get_by_name(name).call(method, *args, **kwargs)
+
+    @staticmethod
+    def _begin_fetch(runtime: Runtime, binding: str, name: str, request: httpx.Request) -> Call:
+        return runtime.namespace(binding).get_by_name(name).fetch_handing_over(request)
+
     async def _runtime(self, tenant: str) -> Runtime:
         return await self.tenants.runtime(tenant)
 
@@ -524,23 +574,45 @@ def _segment(raw: bytes) -> str:
 
 def _forwarded_request(scope: Scope, method: str, rest: str, body: bytes) -> httpx.Request:
     """The request an object's ``fetch`` gets: the path after the name (as sent, still
-    percent-encoded), the query string, the headers and the body."""
+    percent-encoded), the query string, the headers (each as sent) and the body.
+
+    Built for speed (it is on every fetch): the URL of a path seen recently is reused (an
+    ``httpx.URL`` is immutable), and the body is handed over as a stream and read at once,
+    so ``request.content`` works, without httpx encoding it again."""
     query = scope.get("query_string", b"")
-    headers = _headers(scope)
+    raw_headers: list[tuple[bytes, bytes]] = scope["headers"]  # type: ignore[assignment]  # ASGI's type
+    headers = httpx.Headers(raw_headers)
     offered = headers.get("sec-websocket-protocol")
     if offered is not None and BEARER_PROTOCOL in offered:  # the token is the server's
         kept = [entry.strip() for entry in offered.split(",")
                 if not entry.strip().startswith(BEARER_PROTOCOL)]
-        headers["sec-websocket-protocol"] = ", ".join(kept)
-        if not kept:
-            del headers["sec-websocket-protocol"]
-    return httpx.Request(
-        method,
-        httpx.URL("http://dobox/" + rest,
-                  query=query if isinstance(query, bytes) else b""),
-        headers=list(headers.items()),
-        content=body,
-    )
+        del headers["sec-websocket-protocol"]
+        if kept:
+            headers["sec-websocket-protocol"] = ", ".join(kept)
+    if "host" not in headers:  # an HTTP/1.0 client: as httpx would have set it
+        headers["host"] = "dobox"
+    request = httpx.Request(method, _object_url(rest, query if isinstance(query, bytes) else b""),
+                            headers=headers, stream=httpx.ByteStream(body))
+    request.read()
+    return request
+
+
+_RECENT_URLS: dict[tuple[str, bytes], httpx.URL] = {}
+MAX_RECENT_URLS = 4096
+
+
+def _object_url(rest: str, query: bytes) -> httpx.URL:
+    """``http://dobox/<rest>?<query>``: parsing one costs more than the rest of a fetch's
+    request, so the URLs of recent paths are kept (all of them dropped when full)."""
+    key = (rest, query)
+    url = _RECENT_URLS.get(key)
+    if url is None:
+        if len(_RECENT_URLS) >= MAX_RECENT_URLS:
+            _RECENT_URLS.clear()
+        # Without a query string, no "?" (httpx keeps an empty one: "http://dobox/a?").
+        url = _RECENT_URLS[key] = (httpx.URL("http://dobox/" + rest, query=query) if query
+                                   else httpx.URL("http://dobox/" + rest))
+    return url
 
 
 async def _deny(scope: Scope, send: Send, status: int, body: bytes,
@@ -588,6 +660,8 @@ def _http_error(exc: BaseException) -> HttpError:
         return HttpError(400, type(exc).__name__, message)
     if isinstance(exc, trio.TooSlowError):
         return HttpError(504, "Timeout", "the request ran past the server's time limit")
+    if isinstance(exc, trio.RunFinishedError):
+        return HttpError(503, "Unavailable", "the server is stopping", retryable=True)
     if isinstance(exc, RuntimeClosedError):
         return HttpError(503, "RuntimeClosedError", message, retryable=True)
     if isinstance(exc, NotOwnerError):  # a cluster node lost a race for a cold object

@@ -75,6 +75,14 @@ class Tenants:
             if slot.runtime is not None and not slot.closing:
                 return slot.runtime
 
+    def runtime_now(self, tenant: str) -> Runtime | None:
+        """The tenant's runtime if it is open and not closing; None if ``runtime()`` would
+        have to wait (the server's fast path takes the slow one then)."""
+        slot = self._slots.get(tenant)
+        if slot is None or slot.closing:
+            return None
+        return slot.runtime
+
     async def _serve(self, tenant: str, slot: _Slot) -> None:
         next_alarm: float | None = None
         wake_at = math.inf

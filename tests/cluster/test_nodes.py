@@ -208,8 +208,9 @@ async def test_a_relayed_answer_is_the_owners_with_one_set_of_server_headers(
                     f"{server.base_url}/default/WEB/r{i}/x?q=1", content=b"body",
                     headers={"x-test": "kept"})
                 assert response.status_code == 201
-                assert response.json() == {"method": "POST", "path": "/x", "query": "q=1",
-                                           "header": "kept", "body": "body"}
+                assert response.json() == {
+                    "method": "POST", "path": "/x", "url": "http://dobox/x?q=1", "query": "q=1",
+                    "header": "kept", "body": "body", "repeated": []}
                 names = [name.lower() for name, _ in response.headers.raw]
                 assert names.count(b"date") == names.count(b"server") == 1
                 assert names.count(b"content-length") == 1

@@ -16,10 +16,11 @@ from tests.helpers import Counter
 class Web(DurableObject):
     async def fetch(self, request: httpx.Request) -> httpx.Response:
         return httpx.Response(201, json={
-            "method": request.method, "path": request.url.path,
+            "method": request.method, "path": request.url.path, "url": str(request.url),
+            "repeated": request.headers.get_list("x-repeated"),
             "query": request.url.query.decode(), "header": request.headers.get("x-test"),
             "body": request.read().decode(),
-        })
+        }, headers=[("set-cookie", "a=1"), ("Set-Cookie", "b=2")])
 
 
 class Room(DurableObject):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -121,6 +122,108 @@ def test_an_error_that_ends_the_trio_run_is_raised_on_exit() -> None:
     with pytest.raises(BaseExceptionGroup) as info:
         run_asyncio(main())
     assert info.group_contains(RuntimeError, match="trio broke")
+
+
+class Later:
+    """Work a trio task finishes later: the shape of an object's ``Call``."""
+
+    def __init__(self) -> None:
+        self.callback: Callable[[], None] | None = None
+        self.outcomes: list[int | Exception] = []
+
+    def when_done(self, callback: Callable[[], None]) -> None:
+        self.callback = callback
+
+    def outcome(self) -> int:
+        result = self.outcomes[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def finish(self, result: int | Exception) -> None:
+        self.outcomes.append(result)
+        assert self.callback is not None
+        self.callback()
+
+
+@pytest.mark.parametrize("busy_poll", [0.0, 0.001, 10.0])
+def test_submitted_work_answers_here_with_its_result_or_error(busy_poll: float) -> None:
+    """``submit`` runs ``begin`` in trio and waits here for the work it started: a
+    result, an error of ``begin``, an error of the work; whether trio sleeps at once
+    (busy_poll 0), soon, or polls throughout."""
+    started: list[Later] = []
+    arrived: list[trio.Event] = []
+
+    def begin(fail_now: bool) -> Later:
+        trio.lowlevel.current_task()  # raises outside trio
+        if fail_now:
+            raise LookupError("refused before starting")
+        started.append(Later())
+        arrived[-1].set()
+        return started[-1]
+
+    async def main() -> list[object]:
+        async with open_trio_guest(busy_poll=busy_poll) as portal:
+            results: list[object] = []
+            for answer in [1, ValueError("from the work"), 2]:
+                arrived.append(trio.Event())
+                try:
+                    result, _ = await asyncio.gather(
+                        portal.submit(begin, False),
+                        portal.call(finish_in_trio, answer))
+                    results.append(result)
+                except ValueError as exc:
+                    results.append(str(exc))
+            with pytest.raises(LookupError, match="refused before starting"):
+                await portal.submit(begin, True)
+            return results
+
+    async def finish_in_trio(answer: int | Exception) -> None:
+        await arrived[-1].wait()
+        started.pop().finish(answer)
+
+    assert run_asyncio(main()) == [1, "from the work", 2]
+
+
+def test_submitted_work_past_its_time_limit_is_too_slow_here() -> None:
+    """The caller gets trio.TooSlowError; the work goes on, and its late outcome is
+    dropped without an error."""
+    started: list[Later] = []
+    second = asyncio.Event()
+
+    def begin() -> Later:
+        started.append(Later())
+        if len(started) == 2:
+            second.set()
+        return started[-1]
+
+    async def main() -> str:
+        async with open_trio_guest() as portal:
+            with pytest.raises(trio.TooSlowError):
+                await portal.submit(begin, time_limit=0.05)
+            started[0].finish(7)  # late: nobody waits for it any more
+            later = await asyncio.gather(portal.submit(begin, time_limit=30), finish_soon())
+            return f"in time: {later[0]}"
+
+    async def finish_soon() -> None:
+        await second.wait()
+        started[1].finish(8)
+
+    assert run_asyncio(main()) == "in time: 8"
+
+
+def test_calls_after_trio_has_ended_say_so() -> None:
+    async def main() -> list[str]:
+        async with open_trio_guest() as portal:
+            pass
+        errors = []
+        for attempt in (portal.call(trio.lowlevel.checkpoint), portal.submit(Later)):
+            with pytest.raises(trio.RunFinishedError) as info:
+                await attempt
+            errors.append(type(info.value).__name__)
+        return errors
+
+    assert run_asyncio(main()) == ["RunFinishedError", "RunFinishedError"]
 
 
 def test_portal_type_is_exported_for_the_server() -> None:
