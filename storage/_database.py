@@ -118,6 +118,10 @@ class Database:
     """The SQLite connection is closed to save memory; the next use reopens it."""
     injected_commit_failure: BaseException | None = None
     """Set by :meth:`Storage.fail_next_commit` (for tests): the next commit raises it."""
+    unsettled: bool = False
+    """A file this connection created, whose setup (WAL mode, the engine's tables, its
+    identity and schema version) is committed without syncing: see :meth:`_settle`."""
+    _setting_up: bool = False
     alarm_changed: bool = False
     """The alarm was set, deleted or cleared since the last commit or rollback (the runtime
     then updates its alarm index around the commit)."""
@@ -184,11 +188,24 @@ class Database:
         # Read the schema before anything can write: a file that is not a database, or
         # whose first page is damaged, fails here and is left untouched.
         self.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        self.execute("PRAGMA journal_mode=WAL").fetchone()
+        # A new file is set up without syncing (the switch to WAL alone cost four syncs in
+        # rollback mode, and each setup commit one more): until its first commit that
+        # holds more than its setup, a crash can lose only the setup, which the next open
+        # makes again. _settle() then syncs it once and turns synchronous on.
+        self.unsettled = (self.durability != "off"
+                          and self.execute("PRAGMA page_count").fetchone()[0] == 0)
+        if self.unsettled:
+            self.usable = False  # so that the hot paths call check_usable(), which settles
+            self.execute("PRAGMA synchronous=OFF")
+            # Switching an empty file to WAL is a transaction in rollback mode; its journal
+            # (a file created, written and deleted) protects nothing while unsynced.
+            self._pragma("PRAGMA journal_mode=MEMORY")
+        else:
+            self.execute(f"PRAGMA synchronous={_SYNCHRONOUS[self.durability]}")
+        self._pragma("PRAGMA journal_mode=WAL")
         # After a checkpoint the WAL is cut back to this size instead of keeping its largest
         # size forever, so that a disk filled once is not held full by old WAL space.
         self.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}").fetchone()
-        self.execute(f"PRAGMA synchronous={_SYNCHRONOUS[self.durability]}")
         self.execute("PRAGMA foreign_keys=ON")
         # trusted_schema stays ON (SQLite's default): with it OFF, SQLite refuses functions
         # it does not mark innocuous in schema expressions, and the SQLite of Python builds
@@ -209,6 +226,13 @@ class Database:
         conn.set_authorizer(self.authorizer)
 
     # -- statements ---------------------------------------------------------------------
+
+    def _pragma(self, sql: str) -> None:
+        """Run a pragma that answers a row (SQLite may fail it only while stepping)."""
+        try:
+            self.conn.execute(sql).fetchone()
+        except sqlite3.Error as exc:
+            raise self.translate(exc) from exc
 
     def execute(self, sql: str, params: tuple[object, ...] = ()) -> sqlite3.Cursor:
         """Run one engine statement (never object SQL), translating SQLite's errors."""
@@ -264,12 +288,16 @@ class Database:
             except BaseException:
                 self.close()
                 raise
+        if self.unsettled and not self._setting_up and not self.conn.in_transaction:
+            self._settle()
 
     @property
     def can_suspend(self) -> bool:
         """Whether the connection can close now with nothing lost (nothing uncommitted)."""
+        connected = self.usable or (self.unsettled and not (
+            self.closed or self._committing or self.suspended))
         return (
-            self.usable and not self._written and self._aborted_by is None and not self.depth
+            connected and not self._written and self._aborted_by is None and not self.depth
             and not self.conn.in_transaction
         )
 
@@ -282,6 +310,8 @@ class Database:
         """
         if not self.can_suspend:
             raise TransactionError("cannot suspend a storage with uncommitted work")
+        if self.unsettled:
+            self._settle()  # closing checkpoints the setup into the file: synced, as commits
         self.usable = False
         self.suspended = True
         self.conn.close()
@@ -289,9 +319,40 @@ class Database:
     def begin(self) -> None:
         """Begin the implicit transaction unless one is open."""
         if not self.conn.in_transaction:
+            if self.unsettled and not self._setting_up:
+                self._settle()
             # Shared: IMMEDIATE takes the write lock at once, so that the replicator's own
             # small writes wait for this transaction instead of invalidating its snapshot.
             self.execute(self.begin_sql)
+
+    @contextlib.contextmanager
+    def setting_up(self) -> Iterator[None]:
+        """The engine's own setup of a file (its tables, identity and first schema version):
+        in a new file, committed without syncing (see :attr:`unsettled`)."""
+        self._setting_up = True
+        try:
+            yield
+        finally:
+            self._setting_up = False
+
+    def _settle(self) -> None:
+        """Before the first transaction of a new file that is more than its setup: sync the
+        file (its first page, written unsynced when it switched to WAL; were the file empty
+        after a crash, SQLite would delete the WAL, commits and all), and sync commits from
+        here on. The next commit's sync carries the setup's WAL frames with it, and the
+        WAL's first sync the directory (SQLite syncs it for a new WAL file)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            self.fault = _critical_error(self.path, self.label, _SQLITE_IOERR, str(exc))
+            raise self.fault from exc
+        self.execute(f"PRAGMA synchronous={_SYNCHRONOUS[self.durability]}")
+        self.unsettled = False
+        self.usable = not (self.closed or self._committing or self.suspended)
 
     def mark_written(self) -> None:
         self._written = True
@@ -372,6 +433,7 @@ class Database:
         self._written = self._must_confirm = False
         self.alarm_changed = False
 
+
     async def commit_in_thread(self) -> None:
         """:meth:`commit`, with the fsync in a worker thread when there is something to sync.
 
@@ -445,8 +507,16 @@ class Database:
         """Discard uncommitted writes, close the connection and release the file lock."""
         if self.closed:
             return
-        self.closed = True
-        self.usable = False
+        try:
+            if self.unsettled and not self.suspended:
+                self._discard()
+                # Closing checkpoints the setup into the file, which must then be on disk
+                # before the WAL is deleted; the next open takes the file as it finds it.
+                with contextlib.suppress(DoboxError):
+                    self._settle()
+        finally:
+            self.closed = True
+            self.usable = False
         try:
             if not self.suspended:
                 self._discard()

@@ -78,11 +78,12 @@ def open_storage(
     """
     db = Database.open(path, durability=durability, label=label, shared=shared)
     try:
-        ensure_engine_tables(db)
-        storage = Storage(db)
-        # A new file's tables and identity commit together: one commit, not two.
-        storage._write_identity(name=name, namespace=namespace, class_name=class_name)
-        db.commit()
+        with db.setting_up():
+            ensure_engine_tables(db)
+            storage = Storage(db)
+            # A new file's tables and identity commit together: one commit, not two.
+            storage._write_identity(name=name, namespace=namespace, class_name=class_name)
+            db.commit()
     except BaseException:
         db.close()
         raise
@@ -402,11 +403,13 @@ class Storage:
             MigrationError: a migration raised; all rolled back, the backup kept.
             TransactionError: uncommitted writes are pending.
         """
-        self._require_no_pending_writes("apply_schema()")
-        return apply_schema_policy(
-            self, self._db, declared, policy=policy, migrations=migrations or {},
-            backup_dir=backup_dir,
-        )
+        # A new file (see Database.unsettled) only records its version: part of its setup.
+        with self._db.setting_up():
+            self._require_no_pending_writes("apply_schema()")
+            return apply_schema_policy(
+                self, self._db, declared, policy=policy, migrations=migrations or {},
+                backup_dir=backup_dir,
+            )
 
     def mark_synced(self) -> None:
         """Record (in the implicit transaction) that ``sync()`` refilled a cleared object."""

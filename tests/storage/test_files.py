@@ -156,11 +156,45 @@ def test_a_full_disk_loses_nothing_committed(db_path: Path) -> None:
 def test_durability_sets_synchronous_and_wal(
     db_path: Path, durability: str, synchronous: int
 ) -> None:
-    with open_storage(db_path, durability=durability) as storage:  # type: ignore[arg-type]
-        conn = storage._db.conn
-        assert conn.execute("PRAGMA synchronous").fetchone() == (synchronous,)
-        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        assert storage.durability == durability
+    for _ in ("a new file, once it has begun its first transaction", "an existing file"):
+        with open_storage(db_path, durability=durability) as storage:  # type: ignore[arg-type]
+            storage.kv.put("k", 1)
+            conn = storage._db.conn
+            assert conn.execute("PRAGMA synchronous").fetchone() == (synchronous,)
+            assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+            assert storage.durability == durability
+            storage.commit()
+
+
+def test_a_new_files_setup_is_synced_with_its_first_transaction(db_path: Path) -> None:
+    """A new file is switched to WAL and given the engine's tables without a sync each (six
+    of them); its first transaction syncs the file once and turns synchronous on, so the
+    first commit carries the setup to the disk with it."""
+    with open_storage(db_path, name="n") as storage:
+        db = storage._db
+        assert db.unsettled
+        assert db.conn.execute("PRAGMA synchronous").fetchone() == (0,)
+        assert not db_path.with_name(db_path.name + "-journal").exists()  # no rollback journal
+        storage.kv.put("k", 1)
+        assert not db.unsettled
+        assert db.conn.execute("PRAGMA synchronous").fetchone() == (2,)
+        storage.commit()
+    with open_storage(db_path) as storage:
+        assert not storage._db.unsettled  # an existing file is synced from the start
+        assert (storage.kv.get("k"), storage.metadata.name) == (1, "n")
+
+
+def test_an_empty_file_left_by_a_crash_in_its_setup_opens_as_new(db_path: Path) -> None:
+    """Were a crash to leave a new file empty (its setup was never synced), SQLite drops its
+    WAL, and the file opens as a new object again."""
+    db_path.write_bytes(b"")
+    db_path.with_name(db_path.name + "-wal").write_bytes(b"not synced, never read")
+    with open_storage(db_path, name="again") as storage:
+        assert storage._db.unsettled
+        storage.kv.put("k", 2)
+        storage.commit()
+    with open_storage(db_path) as storage:
+        assert (storage.kv.get("k"), storage.metadata.name) == (2, "again")
 
 
 def test_bad_durability_is_refused(db_path: Path) -> None:
