@@ -51,10 +51,10 @@ from actors._signal import Signal
 log = logging.getLogger("dobox.server")
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
+Ts = TypeVarTuple("Ts")
 
 DEFAULT_BUSY_POLL = 0.001
 """Seconds trio keeps polling after the last request came or went (see "Busy polling")."""
-Ts = TypeVarTuple("Ts")
 
 
 class Pending(Protocol[T_co]):
