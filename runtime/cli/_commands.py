@@ -131,7 +131,7 @@ _TENANT = click.option("--tenant", default=None, help="A server tenant's objects
               show_default=True, help="Directory of the tenants' object files.")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to bind (without --tokens, always 127.0.0.1).")
-@click.option("--port", type=int, default=8787, show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8787, show_default=True)
 @click.option("--tokens", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=None, help="TOML file of tenants and their bearer tokens.")
 @click.option("--durability", type=click.Choice(["full", "normal", "off"]), default="full",

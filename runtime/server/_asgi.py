@@ -228,6 +228,10 @@ class DoboxApp:
                                              kwargs, time_limit=self.request_timeout)
             await _send_json(send, 200, {"result": _to_json(result)})
             return
+        if len(rest) == 2 and rest[0] == "rpc" and not hasattr(self.objects[binding], "fetch"):
+            raise HttpError(405, "MethodNotAllowed", f"RPC takes POST, not {scope['method']}: "
+                            f"POST .../rpc/{rest[1][:80]} with a JSON body "
+                            '{"args": [...], "kwargs": {...}}', headers={"allow": "POST"})
         request = _forwarded_request(scope, str(scope["method"]), rest_as_sent, body)
         if portal is not None:
             response = await self._submit(portal, self._begin_fetch, tenant, binding, name,

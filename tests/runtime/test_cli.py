@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
+import httpx
 import pytest
 import trio
 from click.testing import CliRunner
@@ -51,3 +56,77 @@ def test_serve_refuses_an_unknown_log_level(monkeypatch: pytest.MonkeyPatch) -> 
     result = CliRunner().invoke(main, ["serve", "x:Y"])
     assert result.exit_code == 2
     assert "Invalid value for '--log-level': 'loud' is not one of" in result.output
+
+
+USER_MODULE = '''
+from actors import DurableObject
+
+class Greeter(DurableObject):
+    async def greet(self, who: str) -> str:
+        return f"hello {who}"
+
+OBJECTS = {"GREETER": Greeter}
+'''
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.mark.parametrize("spec", ["app:OBJECTS", "./app.py:OBJECTS", "src/app.py:OBJECTS"])
+async def test_serve_imports_the_users_module_from_where_it_runs(
+    tmp_path: Path, spec: str
+) -> None:
+    """The ``dobox`` script, run from a project directory in a clean environment (no
+    PYTHONPATH, as a new user's shell), finds the module named from there, as ``uvicorn
+    app:app`` does, or the file a path names."""
+    project = tmp_path / "project"
+    (project / "src").mkdir(parents=True)
+    (project / "app.py").write_text(USER_MODULE)
+    (project / "src" / "app.py").write_text(USER_MODULE)
+    dobox = Path(sys.executable).with_name("dobox")
+    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    port = free_port()
+    process = await trio.lowlevel.open_process(
+        [str(dobox), "serve", spec, "--data", str(tmp_path / "data"), "--port", str(port)],
+        cwd=project, env=environment, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            with trio.fail_after(30):
+                while True:
+                    try:
+                        answer = await client.post("/default/GREETER/a/rpc/greet",
+                                                   json={"args": ["you"]})
+                        break
+                    except httpx.TransportError:
+                        assert process.returncode is None, "the server exited"
+                        await trio.sleep(0.05)
+        assert answer.json() == {"result": "hello you"}
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("missing.py:OBJECTS", "missing.py is not a Python file"),
+    ("app.txt/x.py:OBJECTS", "is not a Python file"),
+    ("no_such_module_here:OBJECTS", "No module named 'no_such_module_here'"),
+])
+def test_serve_says_what_it_cannot_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          spec: str, message: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["serve", spec, "--data", str(tmp_path / "data")])
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("port", ["80000", "-1"])
+def test_serve_refuses_a_port_out_of_range(tmp_path: Path, port: str) -> None:
+    result = CliRunner().invoke(main, ["serve", "tests.runtime.server_objects:OBJECTS",
+                                       "--data", str(tmp_path), "--port", port])
+    assert result.exit_code == 2
+    assert "is not in the range 0<=x<=65535" in result.output

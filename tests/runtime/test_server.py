@@ -74,6 +74,21 @@ async def test_errors_are_json_with_fitting_statuses(
     assert error["remote"] is (status == 500)
 
 
+async def test_rpc_by_another_method_than_post_says_rpc_takes_post(
+    server: ServerProcess
+) -> None:
+    """An object without fetch() answers .../rpc/<method> only to POST, and says so; one
+    with fetch() gets the request, as any other path of its own."""
+    async with httpx.AsyncClient(base_url=server.base_url) as client:
+        answer = await client.get("/default/COUNTER/a/rpc/increment")
+        forwarded = await client.get("/default/WEB/a/rpc/increment")
+    assert (answer.status_code, answer.headers["allow"]) == (405, "POST")
+    error = answer.json()["error"]
+    assert error["type"] == "MethodNotAllowed"
+    assert error["message"].startswith("RPC takes POST, not GET: POST .../rpc/increment")
+    assert (forwarded.status_code, forwarded.json()["path"]) == (201, "/rpc/increment")
+
+
 STUB_INTERNALS = ["__init__", "__setattr__", "__delattr__", "__init_subclass__",
                   "__getattribute__", "__class__", "__reduce__", "__aenter__", "_namespace",
                   "fetch", "websocket", "_secret", "alarm", "on_start", "ctx", "env", "nope"]
