@@ -136,21 +136,21 @@ def sqlite_commit_floor(data: Path) -> float:
 async def first_requests(data: Path) -> tuple[float, float]:
     """Median microseconds of a new object's first fetch, and of an existing object's
     first fetch after the runtime restarted."""
-    new: list[float] = []
-    async with open_runtime(data / "cold", objects={"BENCH": Bench}) as runtime:
-        namespace = runtime.namespace("BENCH")
-        for i in range(OBJECTS_MEASURED):
-            start = time.perf_counter()
-            await namespace.get_by_name(f"o{i}").fetch(httpx.Request("GET", "http://dobox/noop"))
-            new.append(time.perf_counter() - start)
-    existing: list[float] = []
-    async with open_runtime(data / "cold", objects={"BENCH": Bench}) as runtime:
-        namespace = runtime.namespace("BENCH")
-        for i in range(OBJECTS_MEASURED):
-            start = time.perf_counter()
-            await namespace.get_by_name(f"o{i}").fetch(httpx.Request("GET", "http://dobox/noop"))
-            existing.append(time.perf_counter() - start)
+    new = await first_fetches(data / "cold")
+    existing = await first_fetches(data / "cold")  # the same objects, in a new runtime
     return statistics.median(new) * 1e6, statistics.median(existing) * 1e6
+
+
+async def first_fetches(data: Path) -> list[float]:
+    """Seconds of the first fetch to each of the measured objects, in a runtime of its own."""
+    times: list[float] = []
+    async with open_runtime(data, objects={"BENCH": Bench}) as runtime:
+        namespace = runtime.namespace("BENCH")
+        for i in range(OBJECTS_MEASURED):
+            start = time.perf_counter()
+            await namespace.get_by_name(f"o{i}").fetch(httpx.Request("GET", "http://dobox/noop"))
+            times.append(time.perf_counter() - start)
+    return times
 
 
 def main() -> None:

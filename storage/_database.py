@@ -289,7 +289,7 @@ class Database:
                 self.close()
                 raise
         if self.unsettled and not self._setting_up and not self.conn.in_transaction:
-            self._settle()
+            self._settle()  # every statement path checks here first (usable is False)
 
     @property
     def can_suspend(self) -> bool:
@@ -319,8 +319,6 @@ class Database:
     def begin(self) -> None:
         """Begin the implicit transaction unless one is open."""
         if not self.conn.in_transaction:
-            if self.unsettled and not self._setting_up:
-                self._settle()
             # Shared: IMMEDIATE takes the write lock at once, so that the replicator's own
             # small writes wait for this transaction instead of invalidating its snapshot.
             self.execute(self.begin_sql)

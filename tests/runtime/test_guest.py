@@ -199,8 +199,8 @@ def test_submitted_work_past_its_time_limit_is_too_slow_here() -> None:
 
     async def main() -> str:
         async with open_trio_guest() as portal:
-            with pytest.raises(trio.TooSlowError):
-                await portal.submit(begin, time_limit=0.05)
+            with pytest.raises(trio.TooSlowError):  # not asyncio's TimeoutError: no hang
+                await asyncio.wait_for(portal.submit(begin, time_limit=0.05), 10)
             started[0].finish(7)  # late: nobody waits for it any more
             later = await asyncio.gather(portal.submit(begin, time_limit=30), finish_soon())
             return f"in time: {later[0]}"
