@@ -10,10 +10,15 @@ harness find files through these functions only, and read the engine's tables th
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
+import os
 import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+
+import attrs
 
 from ._meta import ALARM_KEY, KV_TABLE, META_TABLE, ObjectMetadata, metadata_from
 
@@ -37,6 +42,62 @@ def object_paths(root: Path, namespace: str) -> list[Path]:
     """The object files of ``namespace`` under ``root``, by id."""
     return sorted(path for path in (root / namespace).glob(f"*/*{SUFFIX}")
                   if is_object_file(path))
+
+
+@attrs.frozen
+class ObjectFile:
+    """An object file found by :func:`scan_object_files`."""
+
+    path: Path
+    id: str
+    size: int
+    """Bytes of the database file and its WAL."""
+    has_wal: bool
+    """A ``-wal`` lies beside it: a runtime has it open, or one stopped without closing it."""
+
+
+def scan_object_files(root: Path, namespace: str) -> Iterator[ObjectFile]:
+    """The object files of ``namespace`` under ``root``, by id, with their sizes.
+
+    One directory read per id prefix and one ``stat`` per file (two with a WAL), not a
+    path lookup per file. A file deleted while it is scanned is left out.
+    """
+    for prefix in id_prefixes(root, namespace):
+        yield from scan_prefix(root / namespace / prefix)
+
+
+def id_prefixes(root: Path, namespace: str) -> list[str]:
+    """The id-prefix directories of ``namespace`` under ``root``, in order."""
+    try:
+        with os.scandir(root / namespace) as found:
+            return sorted(entry.name for entry in found
+                          if len(entry.name) == 2 and entry.is_dir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def scan_prefix(folder: Path) -> list[ObjectFile]:
+    """The object files in one id-prefix directory, by id."""
+    try:
+        with os.scandir(folder) as found:
+            entries = {entry.name: entry for entry in found}
+    except FileNotFoundError:
+        return []
+    files = []
+    for name in sorted(entries):
+        object_hex = name[:-len(SUFFIX)]
+        if not name.endswith(SUFFIX) or OBJECT_ID.fullmatch(object_hex) is None:
+            continue
+        wal = entries.get(name + "-wal")
+        try:
+            size = entries[name].stat().st_size
+            if wal is not None:
+                size += wal.stat().st_size
+        except FileNotFoundError:
+            continue
+        files.append(ObjectFile(path=folder / name, id=object_hex, size=size,
+                                has_wal=wal is not None))
+    return files
 
 
 def find_object_paths(root: Path, object_hex: str) -> list[Path]:
@@ -71,6 +132,12 @@ def peek_user_tables(conn: sqlite3.Connection) -> list[str]:
         "AND name NOT LIKE '\\_litestream\\_%' ESCAPE '\\' ORDER BY name")]
 
 
+def _read_only_uri(path: Path | str, *, immutable: bool) -> str:
+    # "?" and "#" would end a URI's path; "%" would start an escape.
+    quoted = str(path).replace("%", "%25").replace("?", "%3f").replace("#", "%23")
+    return f"file:{quoted}?mode=ro" + ("&immutable=1" if immutable else "")
+
+
 def connect_read_only(path: Path, *, timeout: float = 5.0) -> sqlite3.Connection:
     """A read-only connection to an object file that creates nothing beside it.
 
@@ -82,9 +149,85 @@ def connect_read_only(path: Path, *, timeout: float = 5.0) -> sqlite3.Connection
     locking way, which sees the ``-wal``'s commits and waits up to ``timeout`` seconds for
     a runtime that holds it.
     """
-    if Path(f"{path}-wal").exists():
-        return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout)
-    return sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, timeout=timeout)
+    immutable = not Path(f"{path}-wal").exists()
+    return sqlite3.connect(_read_only_uri(path, immutable=immutable), uri=True, timeout=timeout)
+
+
+class MetadataReader:
+    """Reads the metadata of many object files through one in-memory connection, attaching
+    each file in turn (about half the cost of a connection per file). Files are attached as
+    :func:`connect_read_only` opens them, so reading creates nothing beside a closed file.
+    """
+
+    def __init__(self, *, timeout: float = 0.0) -> None:
+        self._conn = sqlite3.connect("file::memory:", uri=True, timeout=timeout)
+
+    def __enter__(self) -> MetadataReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._conn.close()
+
+    def read(self, path: Path, *, has_wal: bool) -> ObjectMetadata:
+        """What the file at ``path`` records about itself.
+
+        Raises:
+            sqlite3.Error: the file cannot be read (``SQLITE_BUSY``: a runtime holds it).
+        """
+        conn = self._conn
+        conn.execute("ATTACH DATABASE ? AS object",
+                     (_read_only_uri(path, immutable=not has_wal),))
+        try:
+            rows = conn.execute(f"SELECT key, value FROM object.{META_TABLE}").fetchall()
+        finally:
+            with contextlib.suppress(sqlite3.Error):  # a failed read leaves nothing to end
+                conn.execute("DETACH DATABASE object")
+        return metadata_from(dict(rows))
+
+
+IN_USE = "in use"
+"""What :func:`read_namespace` reports for a file a runtime holds."""
+
+PARALLEL_FROM = 16
+"""Id-prefix directories from which :func:`read_namespace` reads in worker processes."""
+
+READERS_PER_CORE = 2
+"""Worker processes per core: a cold directory makes reading wait for the disk."""
+
+
+def read_namespace(root: Path, namespace: str, *, workers: int | None = None
+                   ) -> Iterator[tuple[ObjectFile, ObjectMetadata | str]]:
+    """Each object file of ``namespace`` under ``root``, by id, with its metadata,
+    :data:`IN_USE` (a runtime holds it; it is not waited for), or why it could not be read.
+
+    A large namespace is read by worker processes, each taking whole id-prefix directories
+    (256 of them at most): reading a file is mostly SQLite opening it, which one process
+    does at about 10,000 files a second.
+    """
+    prefixes = id_prefixes(root, namespace)
+    folders = [root / namespace / prefix for prefix in prefixes]
+    if workers is None:
+        workers = (os.cpu_count() or 1) * READERS_PER_CORE
+    if len(folders) < PARALLEL_FROM or workers < 2:
+        for folder in folders:
+            yield from _read_folder(folder)
+        return
+    with concurrent.futures.ProcessPoolExecutor(max_workers=workers) as pool:
+        for reports in pool.map(_read_folder, folders):
+            yield from reports
+
+
+def _read_folder(folder: Path) -> list[tuple[ObjectFile, ObjectMetadata | str]]:
+    reports: list[tuple[ObjectFile, ObjectMetadata | str]] = []
+    with MetadataReader(timeout=0) as reader:
+        for file in scan_prefix(folder):
+            try:
+                reports.append((file, reader.read(file.path, has_wal=file.has_wal)))
+            except sqlite3.Error as exc:
+                busy = getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY,
+                                                                  sqlite3.SQLITE_LOCKED)
+                reports.append((file, IN_USE if busy else f"{file.path}: {exc}"))
+    return reports
 
 
 def peek_alarm(path: Path) -> float | None:

@@ -26,15 +26,18 @@ import attrs
 
 from storage import DoboxError, Value, decode_value
 from storage._files import (
+    IN_USE,
     OBJECT_ID,
+    ObjectFile,
     connect_read_only,
     find_object_paths,
     namespace_of,
-    object_paths,
     peek_kv,
     peek_metadata,
     peek_user_tables,
+    read_namespace,
 )
+from storage._meta import ObjectMetadata
 
 T = TypeVar("T")
 
@@ -83,11 +86,23 @@ def list_objects(data: Path, *, tenant: str | None = None,
         child.name for child in root.iterdir()
         if child.is_dir() and not child.name.startswith(".") and child.name != "tenants"
     )
-    return [
-        _info(path, in_use_ok=True)  # a listing does not wait for busy objects
-        for name in namespaces
-        for path in object_paths(root, name)
-    ]
+    listed = []
+    for name in namespaces:
+        for file, report in read_namespace(root, name):
+            if isinstance(report, str) and report != IN_USE:
+                raise InspectError(report)
+            listed.append(_listed(name, file, report))
+    return listed
+
+
+def _listed(namespace: str, file: ObjectFile, report: ObjectMetadata | str) -> ObjectInfo:
+    if not isinstance(report, ObjectMetadata):  # in use
+        return ObjectInfo(namespace=namespace, id=file.id, name=None, class_name=None,
+                          schema_version=None, alarm=None, size=file.size, path=file.path,
+                          in_use=True)
+    return ObjectInfo(namespace=namespace, id=file.id, name=report.name,
+                      class_name=report.class_name, schema_version=report.schema_version,
+                      alarm=report.alarm, size=file.size, path=file.path)
 
 
 def find_object(data: Path, object_id: str, *, tenant: str | None = None) -> ObjectInfo:
@@ -106,21 +121,13 @@ def find_object(data: Path, object_id: str, *, tenant: str | None = None) -> Obj
     raise InspectError(f"no object {object_id} under {root}")
 
 
-def _info(path: Path, *, in_use_ok: bool = False) -> ObjectInfo:
-    """Raises: ObjectInUseError, unless ``in_use_ok`` (then without waiting, and the info
-    says ``in_use``)."""
+def _info(path: Path) -> ObjectInfo:
+    """Raises: ObjectInUseError (after waiting ``IN_USE_WAIT``), InspectError."""
     size = path.stat().st_size
     wal = path.with_name(path.name + "-wal")
     if wal.exists():
         size += wal.stat().st_size
-    try:
-        meta = _read(path, peek_metadata, wait=0 if in_use_ok else IN_USE_WAIT)
-    except ObjectInUseError:
-        if not in_use_ok:
-            raise
-        return ObjectInfo(namespace=namespace_of(path), id=path.stem, name=None,
-                          class_name=None, schema_version=None, alarm=None, size=size,
-                          path=path, in_use=True)
+    meta = _read(path, peek_metadata)
     return ObjectInfo(
         namespace=namespace_of(path),
         id=path.stem,
