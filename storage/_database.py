@@ -21,6 +21,7 @@ import contextlib
 import os
 import shutil
 import sqlite3
+import time
 from collections.abc import Iterator
 from typing import Literal
 
@@ -133,6 +134,8 @@ class Database:
     (Litestream replicating it): normal locking mode, a ``-shm`` file, ``BEGIN IMMEDIATE``."""
     begin_sql: str = "BEGIN"
     """How the implicit transaction begins (see :attr:`shared`)."""
+    last_commit_seconds: float = 0.0
+    """How long the last ``COMMIT`` took (its fsync included), wherever it ran."""
     fault: StorageError | None = None
     """The last critical error (a damaged file, a full disk, an I/O error) met on this
     connection since :meth:`take_fault`; the runtime resets the object when it sees one."""
@@ -421,6 +424,7 @@ class Database:
             failure, self.injected_commit_failure = self.injected_commit_failure, None
             self._discard()
             raise failure
+        started = time.perf_counter()
         try:
             self.conn.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -428,6 +432,8 @@ class Database:
             self._aborted_by = None
             self._discard()
             raise error from exc
+        finally:
+            self.last_commit_seconds = time.perf_counter() - started
         self._written = self._must_confirm = False
         self.alarm_changed = False
 

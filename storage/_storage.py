@@ -446,6 +446,11 @@ class Storage:
         it). :meth:`commit` ends it cheaply when nothing was written."""
         return self._db.in_transaction
 
+    @property
+    def last_commit_seconds(self) -> float:
+        """How long the last commit's ``COMMIT`` took, its fsync included."""
+        return self._db.last_commit_seconds
+
     def commit(self) -> None:
         """Commit the implicit transaction now, in this thread (it may fsync).
 

@@ -68,6 +68,7 @@ from storage import (
 )
 
 from ._alarms import ALARM_MAX_RETRIES, retry_delay
+from ._commit_placement import commit_placement
 from ._event import FORCE_ALARM, NO_ARGUMENTS, Event, Unencoded
 from ._gate import InputGate
 from ._http import copy_response
@@ -622,10 +623,10 @@ class Actor:
                 self.site.counters.commits += 1
                 if alarms is not None:  # the index may hold more than the files, never less
                     alarms.before_commit(self.key, self.binding, self.id.hex, alarm_at)
-                if storage.durability == "full":
-                    await storage.commit_in_thread()  # other objects go on meanwhile
-                else:
+                if storage.durability != "full":
                     storage.commit()
+                else:
+                    await self._commit_durably(storage)
                 self.site.counters.commit_seconds += time.perf_counter() - started
         except DoboxError as exc:
             if not self._reset_on_storage_fault():
@@ -650,6 +651,23 @@ class Actor:
         held, self._held_calls = self._held_calls, []
         for send in held:
             send()  # calls made while those writes were uncommitted may leave now
+
+    async def _commit_durably(self, storage: Storage) -> None:
+        """Commit with its fsync on this thread when nothing else is ready to run, else in
+        a worker thread, where other objects go on meanwhile (see _commit_placement)."""
+        placement = commit_placement()
+        try:
+            if placement.inline():
+                self.site.counters.inline_commits += 1
+                storage.commit()
+            else:
+                placement.in_threads += 1
+                try:
+                    await storage.commit_in_thread()
+                finally:
+                    placement.in_threads -= 1
+        finally:
+            placement.took(storage.last_commit_seconds)
 
     def _still_owned(self, *, committed: bool) -> bool:
         """Whether this node may still acknowledge this object's writes (a cluster node that

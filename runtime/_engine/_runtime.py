@@ -105,6 +105,7 @@ class Runtime:
             overloads=counters.overloads,
             commits=counters.commits,
             commit_seconds=counters.commit_seconds,
+            inline_commits=counters.inline_commits,
             websockets=router.sockets.open_count,
         )
 

@@ -14,6 +14,7 @@ class Counters:
     resets: int = 0
     overloads: int = 0
     commits: int = 0
+    inline_commits: int = 0
     commit_seconds: float = 0.0
     """Wall seconds spent committing (real time, for metrics: not trio's clock)."""
 
@@ -38,5 +39,8 @@ class RuntimeStatistics:
     """Commits of objects' writes; fewer than write events when turns were coalesced."""
     commit_seconds: float
     """Wall-clock seconds spent in those commits (their fsyncs included)."""
+    inline_commits: int
+    """Durable commits run on the runtime's thread, because nothing else was ready to run
+    (the others run in worker threads; see docs/architecture.md)."""
     websockets: int
     """Accepted WebSockets open, their objects live or hibernating."""

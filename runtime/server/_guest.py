@@ -47,6 +47,7 @@ import outcome
 import trio
 
 from actors._signal import Signal
+from runtime._engine import polling
 
 log = logging.getLogger("dobox.server")
 T = TypeVar("T")
@@ -203,9 +204,11 @@ class TrioPortal:
         try:
             while True:
                 self._polling = False
+                polling(False)
                 while not incoming:
                     await self._arrived.wait()
                 self._polling = True
+                polling(True)  # runnable while it polls: commits may still run inline
                 seen = -1
                 quiet_since = 0.0
                 while True:
@@ -221,6 +224,7 @@ class TrioPortal:
         finally:
             self._finished = True
             self._polling = False
+            polling(False)
             while incoming:  # queued before the end: each answers its caller
                 incoming.popleft()()
 

@@ -62,7 +62,9 @@ class _RuntimeCollector(Collector):
                     ("dobox_evictions", "Objects evicted (idle or least recently used)",
                      "evictions"),
                     ("dobox_resets", "Objects reset", "resets"),
-                    ("dobox_overloads", "Calls refused for a full queue", "overloads"))
+                    ("dobox_overloads", "Calls refused for a full queue", "overloads"),
+                    ("dobox_inline_commits", "Durable commits run on the runtime's thread "
+                     "(nothing else was ready to run)", "inline_commits"))
         for name, documentation, field in counters:
             counter = CounterMetricFamily(name, documentation, labels=["tenant"])
             for tenant, s in stats.items():

@@ -362,6 +362,7 @@ async def test_metrics_in_prometheus_text_format(server: ServerProcess) -> None:
     assert 'dobox_live_objects{tenant="default"} 1.0' in text
     assert 'dobox_activations_total{tenant="default"} 1.0' in text
     assert 'dobox_commit_seconds_count{tenant="default"} 3.0' in text
+    assert 'dobox_inline_commits_total{tenant="default"}' in text
 
 
 async def test_sigterm_lets_in_flight_requests_finish(
