@@ -18,6 +18,7 @@ from ._object import DurableObject as DurableObject
 from ._object import Env as Env
 from ._object import ObjectContext as ObjectContext
 from ._rpc import HANDLER_NAMES as HANDLER_NAMES
+from ._rpc import PlainMethodWarning as PlainMethodWarning
 from ._websocket import MessageTooBigError as MessageTooBigError
 from ._websocket import ReadyState as ReadyState
 from ._websocket import WebSocket as WebSocket
@@ -42,6 +43,7 @@ __all__ = [
     "ObjectId",
     "ObjectResetError",
     "OverloadedError",
+    "PlainMethodWarning",
     "ReadyState",
     "RemoteError",
     "RuntimeClosedError",

@@ -100,6 +100,33 @@ def rpc_methods(cls: type[DurableObject]) -> Mapping[str, RpcMethod]:
     return table
 
 
+class PlainMethodWarning(UserWarning):
+    """A bound class has a public plain ``def``: callers cannot call it, since RPC methods
+    are ``async def``. Issued when a runtime binds the class."""
+
+
+_plain: weakref.WeakKeyDictionary[type[DurableObject], frozenset[str]]
+_plain = weakref.WeakKeyDictionary()
+
+
+def plain_methods(cls: type[DurableObject]) -> frozenset[str]:
+    """The public plain (not ``async``) functions ``cls`` adds to ``DurableObject``: not RPC
+    methods, though a caller may expect them to be (the runtime warns when it binds the
+    class, and a call names the cause)."""
+    names = _plain.get(cls)
+    if names is None:
+        from ._object import DurableObject  # the object module imports this one
+
+        inherited = set(dir(DurableObject))
+        _plain[cls] = names = frozenset(
+            name for name, value in inspect.getmembers(cls)
+            if not name.startswith("_") and name not in HANDLER_NAMES
+            and name not in inherited
+            and inspect.isfunction(value) and not inspect.iscoroutinefunction(value)
+        )
+    return names
+
+
 def rpc_method(cls: type[DurableObject], name: str) -> RpcMethod:
     """The RPC method ``name`` of ``cls``.
 
@@ -109,6 +136,11 @@ def rpc_method(cls: type[DurableObject], name: str) -> RpcMethod:
     try:
         return rpc_methods(cls)[name]
     except KeyError:
+        if name in plain_methods(cls):
+            raise UnknownMethodError(
+                f"{cls.__qualname__}.{name} is a plain def, and RPC methods are async def: "
+                f"make it async to call it (or name it _{name} if it is a helper)"
+            ) from None
         public = ", ".join(sorted(rpc_methods(cls))) or "none"
         raise UnknownMethodError(
             f"{cls.__qualname__} has no RPC method {name[:100]!r}: RPC methods are its public "

@@ -15,7 +15,8 @@ TREE = Path(__file__).parent.parent / "docs" / "reference" / "errors.md"
 
 
 def error_classes() -> dict[str, type[BaseException]]:
-    """Every exception class defined in dobox's packages, but private ones."""
+    """Every exception class defined in dobox's packages, but private ones and warnings
+    (``PlainMethodWarning`` is documented with the classes it warns about)."""
     found: dict[str, type[BaseException]] = {}
     for package in ("storage", "actors", "runtime", "harness"):
         root = importlib.import_module(package)
@@ -26,6 +27,7 @@ def error_classes() -> dict[str, type[BaseException]]:
             found.update({
                 name: value for name, value in vars(module).items()
                 if inspect.isclass(value) and issubclass(value, BaseException)
+                and not issubclass(value, Warning)
                 and value.__module__ == module.__name__ and not name.startswith("_")
             })
     return found

@@ -22,5 +22,6 @@ from ._namespace import Stub as Stub
 from ._options import RuntimeOptions as RuntimeOptions
 from ._options import RuntimeSettings as RuntimeSettings
 from ._runtime import Runtime as Runtime
+from ._runtime import check_objects as check_objects
 from ._runtime import open_runtime as open_runtime
 from ._statistics import RuntimeStatistics as RuntimeStatistics

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,7 +25,8 @@ from typing import Unpack
 import attrs
 import trio
 
-from actors import DurableObject
+from actors import DurableObject, PlainMethodWarning
+from actors._rpc import plain_methods
 from storage import StorageError
 
 from ._alarms import AlarmIndex, AlarmScheduler
@@ -161,7 +163,7 @@ async def open_runtime(
             it); nothing is left open.
     """
     options = attrs.evolve(options or DEFAULT_OPTIONS, **settings)
-    _check_objects(objects)
+    check_objects(objects)
     root = _data_directory(data_dir)
     descriptors = process_budget()
     await descriptors.acquire(f"the alarm index of {root}")  # its files count too
@@ -224,7 +226,13 @@ def _data_directory(data_dir: str | os.PathLike[str]) -> Path:
     return root
 
 
-def _check_objects(objects: Mapping[str, type[DurableObject]]) -> None:
+def check_objects(objects: Mapping[str, type[DurableObject]]) -> None:
+    """Refuse a bindings mapping that :func:`open_runtime` cannot host.
+
+    Raises:
+        ValueError: no bindings, or a binding that is not an identifier.
+        TypeError: a value that is not a ``DurableObject`` subclass.
+    """
     if not objects:
         raise ValueError("open_runtime() needs at least one binding in objects={...}")
     for binding, cls in objects.items():
@@ -235,5 +243,9 @@ def _check_objects(objects: Mapping[str, type[DurableObject]]) -> None:
             )
         if not (isinstance(cls, type) and issubclass(cls, DurableObject)):
             raise TypeError(f"objects[{binding!r}] must be a DurableObject subclass, not {cls!r}")
+        for name in sorted(plain_methods(cls)):
+            warnings.warn(f"{cls.__qualname__}.{name} is a plain def, so callers cannot call "
+                          f"it: RPC methods are async def (name it _{name} if it is a "
+                          "helper)", PlainMethodWarning, stacklevel=3)
         if cls.input_gate is not None:
             check_input_gate(cls.input_gate, f"{cls.__qualname__}.input_gate")

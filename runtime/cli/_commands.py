@@ -205,11 +205,14 @@ def serve(objects_spec: str, data: Path, host: str, port: int, tokens: Path | No
                                   ttl=lease_ttl, replica=replica_settings)
     elif node_name is not None or advertise is not None or replica is not None:
         raise click.ClickException("--node, --advertise and --replica need --cluster")
-    app = DoboxApp(data, objects, tokens=tenant_tokens, request_timeout=request_timeout,
-                   cluster=cluster, busy_poll=busy_poll,
-                   runtime_options=RuntimeOptions(durability=durability,
-                                                  idle_timeout=idle_timeout,
-                                                  max_queued_per_object=max_queued))
+    try:
+        app = DoboxApp(data, objects, tokens=tenant_tokens, request_timeout=request_timeout,
+                       cluster=cluster, busy_poll=busy_poll,
+                       runtime_options=RuntimeOptions(durability=durability,
+                                                      idle_timeout=idle_timeout,
+                                                      max_queued_per_object=max_queued))
+    except (ValueError, TypeError) as exc:
+        raise click.ClickException(f"{objects_spec}: {exc}") from exc
     raise_open_file_limit()  # the common soft limit, 1,024, allows a few hundred objects
     config = uvicorn.Config(app, host=host, port=port, loop="uvloop", http="httptools",
                             lifespan="on", log_level="warning",

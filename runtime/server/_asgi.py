@@ -53,7 +53,7 @@ from actors import (
 )
 from actors._ids import check_name
 from actors._websocket import WebSocket
-from runtime._engine import Call, Runtime, RuntimeOptions, open_runtime
+from runtime._engine import Call, Runtime, RuntimeOptions, check_objects, open_runtime
 from runtime._names import SERVED_BY, TENANT
 from runtime.cluster import EtcdError, NotOwnerError
 from storage import DoboxError, StorageFullError, UnsupportedValueError
@@ -118,6 +118,7 @@ class DoboxApp:
         cluster: ClusterSettings | None = None,
         busy_poll: float = DEFAULT_BUSY_POLL,
     ) -> None:
+        check_objects(objects)  # now, not at a tenant's first request: a 500 for each
         self.data_dir = data_dir
         self.busy_poll = busy_poll
         """Under asyncio: seconds trio keeps polling after a request (``_guest``)."""

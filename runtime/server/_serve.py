@@ -39,8 +39,14 @@ async def serve(
     addresses (``port=0`` picks a free port). Needs ``hypercorn[trio]``
     (``pip install 'dobox[hypercorn]'``).
     """
-    from hypercorn.config import Config  # an optional dependency
-    from hypercorn.trio import serve as hypercorn_serve
+    try:  # an optional dependency
+        from hypercorn.config import Config
+        from hypercorn.trio import serve as hypercorn_serve
+    except ImportError as exc:
+        raise ModuleNotFoundError(
+            "runtime.serve needs hypercorn's trio worker: pip install 'dobox[hypercorn]' "
+            "(or serve under uvicorn with the dobox serve command)", name="hypercorn"
+        ) from exc
 
     if tokens is None and host != "127.0.0.1":
         raise ValueError("without tokens the server binds to 127.0.0.1 only")

@@ -16,11 +16,13 @@ from actors import (
     InvalidObjectId,
     InvalidObjectName,
     OverloadedError,
+    PlainMethodWarning,
     RemoteError,
     UnknownMethodError,
 )
 from actors._ids import id_from_name
 from runtime import RuntimeOptions, RuntimeSettings, open_runtime
+from runtime._engine import check_objects
 from storage import UnsupportedValueError
 from tests.helpers import Counter, committed_view
 from tests.runtime.server_objects import Guarded
@@ -295,3 +297,28 @@ async def test_options_pass_whole_and_keywords_change_them(tmp_path: Path) -> No
         stub = rt.namespace("C").get_by_name("a")
         first, second = stub.increment(), stub.increment()
         assert (await first, await second) == (2, 3)
+
+
+class WithAPlainHelper(DurableObject):
+    async def total(self) -> int:
+        return self.subtotal() + 1
+
+    def subtotal(self) -> int:
+        return 41
+
+
+@pytest.mark.filterwarnings("ignore::actors.PlainMethodWarning")
+async def test_a_plain_def_is_named_when_bound_and_when_called(tmp_path: Path) -> None:
+    """A public plain def is not an RPC method: before, callers only learnt that the class
+    had no such method, and nothing said so when it was bound."""
+    with pytest.warns(PlainMethodWarning, match=r"WithAPlainHelper\.subtotal is a plain def"):
+        check_objects({"HELPED": WithAPlainHelper})
+    with pytest.warns(PlainMethodWarning):  # open_runtime binds the class the same way
+        async with open_runtime(tmp_path, objects={"HELPED": WithAPlainHelper}) as rt:
+            stub = rt.namespace("HELPED").get_by_name("a")
+    async with open_runtime(tmp_path, objects={"HELPED": WithAPlainHelper}) as rt:
+        stub = rt.namespace("HELPED").get_by_name("a")
+        assert await stub.total() == 42
+        with pytest.raises(UnknownMethodError, match="is a plain def, and RPC methods "
+                                                     "are async def"):
+            await stub.subtotal()

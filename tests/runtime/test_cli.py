@@ -130,3 +130,23 @@ def test_serve_refuses_a_port_out_of_range(tmp_path: Path, port: str) -> None:
                                        "--data", str(tmp_path), "--port", port])
     assert result.exit_code == 2
     assert "is not in the range 0<=x<=65535" in result.output
+
+
+@pytest.mark.parametrize(("objects", "message"), [
+    ('{"my-ns": Greeter}', "binding 'my-ns' must be a Python identifier"),
+    ("{}", "needs at least one binding"),
+])
+def test_serve_refuses_bindings_it_cannot_host_before_listening(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, objects: str, message: str
+) -> None:
+    """Before, such a server started, and answered every request 500 with nothing logged."""
+    module = f"badapp_{len(objects)}"  # a module name per case: imports are cached
+    (tmp_path / f"{module}.py").write_text(USER_MODULE + f"\nBAD = {objects}\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the command puts tmp_path first
+    result = CliRunner().invoke(main, ["serve", f"{module}:BAD", "--data",
+                                       str(tmp_path / "data"), "--port", str(free_port())])
+    assert result.exit_code == 1
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "data").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from functools import partial
 from pathlib import Path
 
@@ -56,6 +57,16 @@ async def test_websockets_inside_a_trio_program(tmp_path: Path) -> None:
 async def test_serve_refuses_to_listen_beyond_loopback_without_tokens(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"127\.0\.0\.1 only"):
         await serve(OBJECTS, tmp_path, host="0.0.0.0", port=0)
+
+
+async def test_without_hypercorn_serve_says_which_extra_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, the bare ModuleNotFoundError reached the user inside an ExceptionGroup."""
+    for module in ("hypercorn", "hypercorn.config", "hypercorn.trio"):
+        monkeypatch.setitem(sys.modules, module, None)  # import raises ImportError
+    with pytest.raises(ModuleNotFoundError, match=r"pip install 'dobox\[hypercorn\]'"):
+        await serve(OBJECTS, tmp_path, port=0)
 
 
 async def test_a_cancelled_request_is_not_answered_500(tmp_path: Path) -> None:
