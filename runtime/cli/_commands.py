@@ -336,8 +336,8 @@ def backup_command(data: Path, destination: Path) -> None:
     """Copy every object of DATA into DESTINATION (each consistent; a served object must
     have been idle for 10 s)."""
     total = len(_inspecting(lambda: list(object_files(data))))
-    with click.progressbar(length=total, label="backing up", file=sys.stderr) as bar:
-        count = _inspecting(lambda: backup(data, destination, progress=lambda _: bar.update(1)))
+    with _progress(total, "backing up") as step:
+        count = _inspecting(lambda: backup(data, destination, progress=lambda _: step()))
     click.echo(f"backed up {count} objects to {destination}")
 
 
@@ -348,10 +348,30 @@ def backup_command(data: Path, destination: Path) -> None:
 def restore_command(backup_dir: Path, data: Path, overwrite: bool) -> None:
     """Copy the objects of BACKUP_DIR into DATA, which nobody may be serving."""
     total = len(_inspecting(lambda: list(object_files(backup_dir))))
-    with click.progressbar(length=total, label="restoring", file=sys.stderr) as bar:
+    with _progress(total, "restoring") as step:
         count = _inspecting(lambda: restore(backup_dir, data, overwrite=overwrite,
-                                            progress=lambda _: bar.update(1)))
+                                            progress=lambda _: step()))
     click.echo(f"restored {count} objects into {data}")
+
+
+@contextlib.contextmanager
+def _progress(total: int, label: str) -> Iterator[Callable[[], None]]:
+    """A function to call once per object done: a progress bar on a terminal; elsewhere (a
+    log, a pipe, CI), where a bar shows nothing until the end, a line at each tenth."""
+    if sys.stderr.isatty():
+        with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
+            yield lambda: bar.update(1)
+        return
+    done = 0
+    click.echo(f"{label}: {total} objects", err=True)
+
+    def step() -> None:
+        nonlocal done
+        done += 1
+        if done * 10 // total != (done - 1) * 10 // total or done == total:
+            click.echo(f"{label}: {done}/{total}", err=True)
+
+    yield step
 
 
 def _inspecting(action: Callable[[], T]) -> T:

@@ -189,6 +189,9 @@ def _read(path: Path, read: Callable[[sqlite3.Connection], T], *,
     except sqlite3.OperationalError as exc:
         if in_use(exc):
             raise ObjectInUseError(in_use_message(path)) from exc
+        if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_READONLY:
+            raise InspectError(f"dobox only reads object files, so it refused this statement "
+                               f"({exc}): write through the object instead") from exc
         raise InspectError(f"{path}: {exc}") from exc
     except sqlite3.Error as exc:
         raise InspectError(f"{path}: {exc}") from exc

@@ -102,7 +102,7 @@ def test_sql_reads_but_never_writes(data: tuple[Path, str, str]) -> None:
     assert (code, output.splitlines()) == (0, ["total", "12"])
     code, output = invoke("sql", str(root), ledger_id, "DELETE FROM entries")
     assert code == 1
-    assert "readonly" in output or "read-only" in output
+    assert "dobox only reads object files, so it refused this statement" in output
     code, output = invoke("sql", str(root), ledger_id, "SELECT count(*) FROM entries")
     assert output.splitlines()[-1] == "2"
 
@@ -182,6 +182,10 @@ async def test_backup_while_serving_and_restore(tmp_path: Path) -> None:
                                                                     str(copy)))
         assert code == 0, output
         assert "backed up 3 objects" in output
+        # Not a terminal: progress as lines (a bar would show nothing until the end).
+        assert "backing up: 3 objects" in output
+        assert "backing up: 1/3" in output
+        assert "backing up: 3/3" in output
         assert await namespace.get_by_name("a").increment() == 4  # served throughout
     async with open_runtime(data, objects={"COUNTER": Counter},
                             idle_connection_timeout=None) as rt:
@@ -197,6 +201,7 @@ async def test_backup_while_serving_and_restore(tmp_path: Path) -> None:
     code, output = invoke("restore", str(copy), str(restored))
     assert code == 0, output
     assert "restored 3 objects" in output
+    assert "restoring: 3/3" in output
     code, output = invoke("restore", str(copy), str(restored))
     assert code == 1
     assert "already exist" in output
