@@ -19,6 +19,7 @@ by default, as the Durable Objects docs suggest); nothing else is retried, and
 from __future__ import annotations
 
 import functools
+import json
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -38,7 +39,7 @@ from actors import (
 )
 from actors._errors import remote_error_class
 from runtime._names import SERVED_BY, check_tenant, object_path, quote_segment
-from storage import DoboxError, Expr, Value
+from storage import DoboxError, Expr, UnsupportedValueError, Value
 
 from ._live import LiveQuery
 from ._websocket import RemoteWebSocket, connect_websocket
@@ -121,12 +122,14 @@ class Client:
                    kwargs: dict[str, object], *, idempotent: bool) -> Value:
         """One RPC call, retried as the module docstring says when ``idempotent``."""
         path = f"{object_path(self.tenant, binding, name)}/rpc/{quote_segment(method)}"
+        body = _json_body(method, args, kwargs)
         attempts = self.retry.attempts if idempotent else 1
         for attempt in range(1, attempts + 1):
             try:
                 response = await self._send(
                     lambda base: self._http.build_request(
-                        "POST", _at(base, path), json={"args": list(args), "kwargs": kwargs}),
+                        "POST", _at(base, path), content=body,
+                        headers={"content-type": "application/json"}),
                     home=(binding, name))
                 return _result_of(response)
             except (RemoteError, httpx.TransportError) as exc:
@@ -277,8 +280,27 @@ class ClientStub:
 
     def __getattr__(self, method: str) -> Callable[..., Coroutine[object, object, Value]]:  # type: ignore[explicit-any]  # any RPC signature
         if method.startswith("_"):
-            raise AttributeError(method)
+            raise UnknownMethodError(
+                f"{method[:100]!r} is not an RPC method: RPC methods are an object's public "
+                "async methods (no leading _)")
         return functools.partial(self.call, method)
+
+
+def _json_body(method: str, args: tuple[object, ...], kwargs: dict[str, object]) -> bytes:
+    """The call as the server reads it.
+
+    Raises:
+        UnsupportedValueError: an argument is not a JSON value (a set, bytes, a
+            datetime...): over HTTP, arguments and results are JSON.
+    """
+    try:
+        return json.dumps({"args": list(args), "kwargs": kwargs},
+                          separators=(",", ":")).encode()
+    except (TypeError, ValueError) as exc:
+        raise UnsupportedValueError(
+            f"the arguments of {method[:100]}() cannot cross the call: over HTTP they travel "
+            f"as JSON, and {exc} (pass lists, dicts, strings, numbers, booleans or None)"
+        ) from None
 
 
 class _WholeBody(httpx.AsyncByteStream):

@@ -24,6 +24,7 @@ from actors import (
 )
 from harness import ServerProcess, open_server_process
 from runtime import Client, ClientError, RetryPolicy
+from storage import UnsupportedValueError
 from tests.runtime.test_server import OBJECTS, ROOT
 
 
@@ -77,6 +78,22 @@ async def test_the_client_refuses_to_build_paths_the_server_would_refuse() -> No
             await client.namespace("COUNTER").get_by_name("a").call("..")
         assert await client.namespace("COUNTER").get_by_name("é" * 512).value() is None
     assert seen == [1]  # only the valid call was sent
+
+
+async def test_the_client_says_what_cannot_be_called_or_sent() -> None:
+    """Before: a bare AttributeError: _private, and json's own TypeError for a set."""
+    transport, seen = scripted((200, {"result": None}))
+    async with Client("http://dobox", transport=transport) as client:
+        stub = client.namespace("COUNTER").get_by_name("a")
+        with pytest.raises(UnknownMethodError, match="'_private' is not an RPC method"):
+            await stub._private()
+        with pytest.raises(AttributeError):  # an UnknownMethodError is one: hasattr works
+            stub.__deepcopy__  # noqa: B018
+        with pytest.raises(UnsupportedValueError, match=r"increment\(\) cannot cross the "
+                                                        r"call: over HTTP they travel as JSON"):
+            await stub.increment({1, 2})
+        assert await stub.increment([1, 2]) is None
+    assert seen == [1]  # only the last call was sent
 
 
 async def test_the_clients_call_reaches_methods_named_like_its_attributes(
