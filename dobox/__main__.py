@@ -1,0 +1,5 @@
+"""``python -m dobox``: the ``dobox`` command line."""
+
+from runtime.cli import main
+
+main()
