@@ -551,9 +551,12 @@ class Actor:
                 if retry < ALARM_MAX_RETRIES and scheduler is not None:
                     delay = retry_delay(retry + 1, scheduler.retry_jitter, scheduler.rng)
                     storage.set_alarm_retry(self.site.clock.now() + delay, retry + 1)
+                    log.warning("the alarm of %s%s raised; retry %d of %d in %.1f s",
+                                self.site.id_scope, self.label, retry + 1, ALARM_MAX_RETRIES,
+                                delay, exc_info=True)
                 else:
-                    log.error("the alarm of %s raised on its last retry (%d); dropped",
-                              self.label, retry)
+                    log.error("the alarm of %s%s raised on its last retry (%d); dropped",
+                              self.site.id_scope, self.label, retry, exc_info=True)
             raise
         return True
 

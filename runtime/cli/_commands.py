@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
+import socket
 import sys
 import tomllib
 from collections.abc import Callable, Iterator
@@ -168,6 +169,8 @@ _TENANT = click.option("--tenant", default=None, help="A server tenant's objects
               help="How long the runtime keeps polling for the next request after one came "
               "or went, instead of sleeping: a core spins that long after traffic, and "
               "requests that follow soon skip a thread wake-up (docs/serving.md). 0: never.")
+@click.option("--access-log/--no-access-log", default=False, show_default=True,
+              help="Log a line per request to stderr.")
 @click.option("--log-level", type=click.Choice(list(LOG_LEVELS)), default="warning",
               show_default=True, envvar="DOBOX_LOG_LEVEL",
               help="What dobox logs to stderr: info adds nodes joining, objects restored "
@@ -176,8 +179,12 @@ def serve(objects_spec: str, data: Path, host: str, port: int, tokens: Path | No
           durability: Durability, idle_timeout: float, request_timeout: float,
           max_queued: int, cluster_endpoints: str | None, node_name: str | None,
           advertise: str | None, lease_ttl: int, replica: str | None,
-          replication: ReplicationMode, busy_poll: float, log_level: str) -> None:
-    """Serve the objects named by MODULE:OBJECTS (a dict of binding to class) over HTTP."""
+          replication: ReplicationMode, busy_poll: float, access_log: bool,
+          log_level: str) -> None:
+    """Serve the objects named by MODULE:OBJECTS (a dict of binding to class) over HTTP.
+
+    Every option can also be set in the environment, as DOBOX_ and its name in capitals
+    (DOBOX_PORT=8000, DOBOX_TOKENS=tokens.toml); a flag wins over the environment."""
     import uvicorn  # imported here: the other commands do not need a server
 
     _log_to_stderr(LOG_LEVELS[log_level])
@@ -215,10 +222,23 @@ def serve(objects_spec: str, data: Path, host: str, port: int, tokens: Path | No
         raise click.ClickException(f"{objects_spec}: {exc}") from exc
     raise_open_file_limit()  # the common soft limit, 1,024, allows a few hundred objects
     config = uvicorn.Config(app, host=host, port=port, loop="uvloop", http="httptools",
-                            lifespan="on", log_level="warning",
+                            lifespan="on", log_level="warning", access_log=access_log,
                             ws_max_size=MAX_MESSAGE_SIZE)  # larger ones are refused (1009)
+    if access_log:
+        logging.getLogger("uvicorn.access").setLevel(logging.INFO)
+    served = ", ".join(objects)
+    where = data.resolve()
 
     class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:  # listening: say where, and where the data is
+                bound = [s.getsockname()[1] for server in self.servers
+                         for s in server.sockets or ()]
+                click.echo(f"dobox serving {served} ({objects_spec}) on "
+                           f"http://{host}:{bound[0] if bound else port}, data in "
+                           f"{where}; Ctrl-C stops", err=True)
+
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
             # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, so the process
@@ -233,6 +253,20 @@ def serve(objects_spec: str, data: Path, host: str, port: int, tokens: Path | No
 
     logging.getLogger("uvicorn.error").addFilter(_quiet_protocol_noise)
     Server(config).run()
+
+
+def _read_environment(command: click.Command) -> None:
+    """Let each option of ``command`` be set as ``DOBOX_`` and its name in capitals
+    (``--max-queued``: ``DOBOX_MAX_QUEUED``), as twelve-factor deployments configure a
+    server; a flag on the command line wins."""
+    for param in command.params:
+        if isinstance(param, click.Option):
+            if param.envvar is None:
+                param.envvar = "DOBOX_" + param.opts[0].lstrip("-").replace("-", "_").upper()
+            param.show_envvar = True
+
+
+_read_environment(serve)
 
 
 def _log_to_stderr(level: int) -> None:

@@ -155,6 +155,11 @@ class DoboxApp:
             except HttpError as error:
                 self.metrics.requests.labels(route, str(error.status)).inc()
                 self.metrics.errors.labels(error.body["error"]["type"]).inc()
+                if error.status == 500:  # the object's code, or dobox: the operator's to see
+                    detail = error.body["error"]
+                    log.warning("500 for %s %s: %s: %s", scope["method"],
+                                _shown_path(str(scope["path"])), detail["type"],
+                                detail["message"])
                 await _send_json(send, error.status, error.body, error.headers)
             else:
                 self.metrics.requests.labels(route, "200").inc()
@@ -632,6 +637,13 @@ async def _deny(scope: Scope, send: Send, status: int, body: bytes,
         await send({"type": "websocket.http.response.body", "body": body})
     else:
         await send({"type": "websocket.close", "code": 1008})
+
+
+def _shown_path(path: str) -> str:
+    """A request's path for a log line (``/tenant/BINDING/name/...``), cut short and with
+    control characters escaped, so that a client cannot forge lines."""
+    shown = path if len(path) <= 300 else path[:300] + "..."
+    return shown.encode("unicode_escape").decode("ascii")
 
 
 def _route_kind(path: str, method: str) -> str:  # an approximation, for the metrics only

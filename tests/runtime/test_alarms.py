@@ -92,7 +92,7 @@ async def test_a_time_in_the_past_fires_promptly(
 
 
 async def test_retries_follow_the_backoff_then_drop(
-    tmp_path: Path, autojump_clock: trio.testing.MockClock
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     Alarmed.failures_left = 100
     async with open_runtime(tmp_path, objects={"A": Alarmed}, **EXACT) as rt:
@@ -104,6 +104,11 @@ async def test_retries_follow_the_backoff_then_drop(
             (72, 5, True), (136, 6, True),
         ]
         assert await stub.pending() is None  # dropped after the 6th retry
+    # Each failure is logged when it happens, naming the object (the server's operator has
+    # no caller to tell them).
+    lines = [r.getMessage() for r in caplog.records if r.name == "dobox.runtime"]
+    assert "the alarm of A/a raised; retry 1 of 6 in 2.0 s" in lines
+    assert "the alarm of A/a raised on its last retry (6); dropped" in lines
 
 
 async def test_a_retry_succeeds(tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:

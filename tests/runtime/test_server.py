@@ -10,9 +10,11 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
+from click.testing import CliRunner
 
 from actors._ids import id_from_name, namespace_key
 from harness import ServerProcess, open_server_process
+from runtime.cli import main
 from tests.helpers import damage_table, fill_disk, immutable, small_filesystem
 
 ROOT = Path(__file__).parent.parent.parent
@@ -539,3 +541,28 @@ async def test_an_object_that_calls_itself_over_http_gets_its_answer(
             answer = await http.get("/default/AGENT/me/self",
                                     params={"base": server.base_url})
     assert (answer.status_code, answer.text) == (200, "it said: hello")
+
+
+async def test_the_server_says_where_it_listens_and_logs_each_500(tmp_path: Path) -> None:
+    """Before, dobox serve printed nothing: not where it listened, not a 500 of an object's
+    code (its caller got the error; the operator saw nothing)."""
+    log = tmp_path / "server.log"
+    async with open_server_process(tmp_path / "data", OBJECTS, cwd=ROOT, log=log,
+                                   options=["--access-log"]) as server:
+        assert (await rpc(server, "/default/COUNTER/a/rpc/fail", {"args": ["boom"]})
+                ).status_code == 500
+        assert (await rpc(server, "/default/COUNTER/a/rpc/increment")).status_code == 200
+    text = log.read_text()
+    port = server.base_url.rsplit(":", 1)[1]
+    assert "dobox serving COUNTER, " in text
+    assert (f"on http://127.0.0.1:{port}, data in {(tmp_path / 'data').resolve()}; "
+            "Ctrl-C stops") in text
+    assert "500 for POST /default/COUNTER/a/rpc/fail: ValueError: boom" in text
+    assert '"POST /default/COUNTER/a/rpc/increment HTTP/1.1" 200' in text  # the access log
+
+
+def test_every_serve_option_can_come_from_the_environment() -> None:
+    result = CliRunner().invoke(main, ["serve", "tests.runtime.server_objects:OBJECTS"],
+                                env={"DOBOX_PORT": "80000"})
+    assert result.exit_code == 2
+    assert "Invalid value for '--port' (env var: 'DOBOX_PORT')" in result.output
