@@ -169,6 +169,9 @@ _TENANT = click.option("--tenant", default=None, help="A server tenant's objects
               help="How long the runtime keeps polling for the next request after one came "
               "or went, instead of sleeping: a core spins that long after traffic, and "
               "requests that follow soon skip a thread wake-up (docs/serving.md). 0: never.")
+@click.option("--metrics-token", default=None, metavar="TOKEN",
+              help="The bearer token GET /metrics wants. Without it, /metrics is open on a "
+              "server without --tokens (which listens on 127.0.0.1) and refused on one with.")
 @click.option("--access-log/--no-access-log", default=False, show_default=True,
               help="Log a line per request to stderr.")
 @click.option("--log-level", type=click.Choice(list(LOG_LEVELS)), default="warning",
@@ -179,8 +182,8 @@ def serve(objects_spec: str, data: Path, host: str, port: int, tokens: Path | No
           durability: Durability, idle_timeout: float, request_timeout: float,
           max_queued: int, cluster_endpoints: str | None, node_name: str | None,
           advertise: str | None, lease_ttl: int, replica: str | None,
-          replication: ReplicationMode, busy_poll: float, access_log: bool,
-          log_level: str) -> None:
+          replication: ReplicationMode, busy_poll: float, metrics_token: str | None,
+          access_log: bool, log_level: str) -> None:
     """Serve the objects named by MODULE:OBJECTS (a dict of binding to class) over HTTP.
 
     Every option can also be set in the environment, as DOBOX_ and its name in capitals
@@ -214,7 +217,7 @@ def serve(objects_spec: str, data: Path, host: str, port: int, tokens: Path | No
         raise click.ClickException("--node, --advertise and --replica need --cluster")
     try:
         app = DoboxApp(data, objects, tokens=tenant_tokens, request_timeout=request_timeout,
-                       cluster=cluster, busy_poll=busy_poll,
+                       cluster=cluster, busy_poll=busy_poll, metrics_token=metrics_token,
                        runtime_options=RuntimeOptions(durability=durability,
                                                       idle_timeout=idle_timeout,
                                                       max_queued_per_object=max_queued))

@@ -117,8 +117,12 @@ class DoboxApp:
         tenant_idle_timeout: float | None = None,
         cluster: ClusterSettings | None = None,
         busy_poll: float = DEFAULT_BUSY_POLL,
+        metrics_token: str | None = None,
     ) -> None:
-        check_objects(objects)  # now, not at a tenant's first request: a 500 for each
+        check_objects(objects)
+        self.metrics_token = metrics_token
+        """The bearer token ``/metrics`` wants (tenant tokens never open it): see
+        :meth:`_authorize_metrics`."""  # now, not at a tenant's first request: a 500 for each
         self.data_dir = data_dir
         self.busy_poll = busy_poll
         """Under asyncio: seconds trio keeps polling after a request (``_guest``)."""
@@ -196,6 +200,7 @@ class DoboxApp:
             await _send_text(send, 200, "ok")
             return
         if path == "/metrics":
+            self._authorize_metrics(_bearer_token(scope))
             await send({"type": "http.response.start", "status": 200,
                         "headers": [(b"content-type", b"text/plain; version=0.0.4")]})
             await send({"type": "http.response.body", "body": self.metrics.render()})
@@ -442,6 +447,21 @@ class DoboxApp:
         expected = self.tokens.get(tenant)
         if expected is None or not hmac.compare_digest(token, expected.encode()):
             raise HttpError(403, "Forbidden", f"this token does not open tenant {tenant!r}")
+
+    def _authorize_metrics(self, token: bytes | None) -> None:
+        """``/metrics`` names the tenants and what they do: with a metrics token, only it
+        opens the page; without one, only a server without tenant tokens serves it (such a
+        server listens on 127.0.0.1 only)."""
+        if self.metrics_token is None:
+            if self.tokens is not None:
+                raise HttpError(403, "Forbidden", "this server has tenant tokens, so /metrics "
+                                "needs its own: start it with --metrics-token")
+            return
+        if token is None:
+            raise HttpError(401, "Unauthorized", "send Authorization: Bearer <metrics token>",
+                            headers={"www-authenticate": "Bearer"})
+        if not hmac.compare_digest(token, self.metrics_token.encode()):
+            raise HttpError(403, "Forbidden", "this token does not open /metrics")
 
     # -- inside trio ----------------------------------------------------------------------------
 

@@ -566,3 +566,24 @@ def test_every_serve_option_can_come_from_the_environment() -> None:
                                 env={"DOBOX_PORT": "80000"})
     assert result.exit_code == 2
     assert "Invalid value for '--port' (env var: 'DOBOX_PORT')" in result.output
+
+
+async def test_metrics_behind_tokens_need_their_own(tmp_path: Path) -> None:
+    """/metrics names every tenant: on a server with tenant tokens it was open to anyone."""
+    tokens = tmp_path / "tokens.toml"
+    tokens.write_text('[tenants.acme]\ntoken = "s3cret-acme"\n')
+    async with open_server_process(tmp_path / "a", OBJECTS, cwd=ROOT, tokens=tokens) as server, \
+            httpx.AsyncClient(base_url=server.base_url) as client:
+        refused = await client.get("/metrics")
+        assert refused.status_code == 403
+        assert "needs its own: start it with --metrics-token" in refused.text
+    async with open_server_process(tmp_path / "b", OBJECTS, cwd=ROOT, tokens=tokens,
+                                   options=["--metrics-token", "m-token"]) as server, \
+            httpx.AsyncClient(base_url=server.base_url) as client:
+        assert (await client.get("/metrics")).status_code == 401
+        tenant = {"authorization": "Bearer s3cret-acme"}
+        assert (await client.get("/metrics", headers=tenant)).status_code == 403
+        scraper = {"authorization": "Bearer m-token"}
+        answer = await client.get("/metrics", headers=scraper)
+        assert answer.status_code == 200
+        assert "dobox_requests_total" in answer.text
