@@ -320,25 +320,32 @@ def _read_tokens(path: Path) -> dict[str, str]:
 @_TENANT
 @click.option("--namespace", default=None, help="Only this binding's objects.")
 def list_command(data: Path, tenant: str | None, namespace: str | None) -> None:
-    """List the objects in DATA: namespace, id, name, class, schema version, size, alarm."""
+    """List the objects in DATA: namespace, id, name, class, schema version, size, alarm.
+
+    A server's data directory (one with tenants/) without --tenant: every tenant's objects,
+    each line starting with its tenant."""
     objects = _inspecting(lambda: list_objects(data, tenant=tenant, namespace=namespace))
     for info in objects:
+        prefix = f"{info.tenant}\t" if info.tenant is not None and tenant is None else ""
         if info.in_use:
-            click.echo(f"{info.namespace}\t{info.id}\t(in use by a running dobox)\t-\t-\t"
-                       f"{info.size}\t-")
+            click.echo(f"{prefix}{info.namespace}\t{info.id}\t(in use by a running dobox)\t"
+                       f"-\t-\t{info.size}\t-")
             continue
         alarm = "-" if info.alarm is None else f"{info.alarm:.3f}"
-        click.echo(f"{info.namespace}\t{info.id}\t{info.name or '-'}\t"
+        click.echo(f"{prefix}{info.namespace}\t{info.id}\t{info.name or '-'}\t"
                    f"{info.class_name or '-'}\tv{info.schema_version}\t{info.size}\t{alarm}")
-    click.echo(f"{len(objects)} objects", err=True)
+    tenants = {info.tenant for info in objects if info.tenant is not None}
+    across = f" in {len(tenants)} tenants" if tenant is None and tenants else ""
+    click.echo(f"{len(objects)} objects{across}", err=True)
 
 
 @main.command()
 @_DATA
-@click.argument("object_id")
+@click.argument("object_id", metavar="OBJECT")
 @_TENANT
 def inspect(data: Path, object_id: str, tenant: str | None) -> None:
-    """Show an object's metadata, KV pairs and tables (read-only)."""
+    """Show an object's metadata, KV pairs and tables (read-only). OBJECT is its id or
+    NAMESPACE/name."""
     info = _inspecting(lambda: find_object(data, object_id, tenant=tenant))
     click.echo(f"object {info.namespace}/{info.id}")
     click.echo(f"  name {info.name!r}, class {info.class_name}, schema version "
@@ -353,11 +360,12 @@ def inspect(data: Path, object_id: str, tenant: str | None) -> None:
 
 @main.command()
 @_DATA
-@click.argument("object_id")
+@click.argument("object_id", metavar="OBJECT")
 @click.argument("query")
 @_TENANT
 def sql(data: Path, object_id: str, query: str, tenant: str | None) -> None:
-    """Run a read-only SQL QUERY on an object's database; rows as tab-separated lines."""
+    """Run a read-only SQL QUERY on an object's database (OBJECT: its id or NAMESPACE/name);
+    rows as tab-separated lines."""
     info = _inspecting(lambda: find_object(data, object_id, tenant=tenant))
     columns, rows = _inspecting(lambda: read_only_sql(info, query))
     if columns:

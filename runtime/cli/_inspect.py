@@ -24,6 +24,7 @@ from typing import TypeVar
 
 import attrs
 
+from actors._ids import id_from_name, namespace_key
 from storage import DoboxError, Value, decode_value
 from storage._files import (
     IN_USE,
@@ -32,6 +33,7 @@ from storage._files import (
     connect_read_only,
     find_object_paths,
     namespace_of,
+    object_path,
     peek_kv,
     peek_metadata,
     peek_user_tables,
@@ -69,6 +71,8 @@ class ObjectInfo:
     path: Path
     in_use: bool = False
     """A runtime holds the file (the other fields but the id and size are then None)."""
+    tenant: str | None = None
+    """The server tenant it belongs to, when listed from a server's data directory."""
 
 
 def root_of(data: Path, tenant: str | None) -> Path:
@@ -80,45 +84,88 @@ def root_of(data: Path, tenant: str | None) -> Path:
 
 def list_objects(data: Path, *, tenant: str | None = None,
                  namespace: str | None = None) -> list[ObjectInfo]:
-    """Every object file under ``data`` (of ``tenant``, in ``namespace``), by namespace and id."""
+    """Every object file under ``data`` (of ``tenant``, in ``namespace``), by namespace and
+    id. A server's data directory (one with ``tenants/``) without ``tenant``: every
+    tenant's, by tenant.
+
+    Raises:
+        InspectError: no such tenant or namespace; a file that cannot be read.
+    """
+    if tenant is None and (data / "tenants").is_dir():
+        return [info for served in served_tenants(data)
+                for info in list_objects(data, tenant=served, namespace=namespace)]
     root = root_of(data, tenant)
-    namespaces = [namespace] if namespace is not None else sorted(
-        child.name for child in root.iterdir()
-        if child.is_dir() and not child.name.startswith(".") and child.name != "tenants"
-    )
+    found = namespaces_under(root)
+    if namespace is not None:
+        if namespace not in found:
+            raise InspectError(f"no namespace {namespace!r} under {root} (it has: "
+                               f"{', '.join(found) or 'none'})")
+        found = [namespace]
     listed = []
-    for name in namespaces:
+    for name in found:
         for file, report in read_namespace(root, name):
             if isinstance(report, str) and report != IN_USE:
                 raise InspectError(report)
-            listed.append(_listed(name, file, report))
+            listed.append(_listed(name, file, report, tenant))
     return listed
 
 
-def _listed(namespace: str, file: ObjectFile, report: ObjectMetadata | str) -> ObjectInfo:
+def served_tenants(data: Path) -> list[str]:
+    """The tenants of a server's data directory, by name."""
+    return sorted(child.name for child in (data / "tenants").iterdir() if child.is_dir())
+
+
+def namespaces_under(root: Path) -> list[str]:
+    """The namespaces (bindings) with objects under ``root``, by name."""
+    return sorted(child.name for child in root.iterdir()
+                  if child.is_dir() and not child.name.startswith(".")
+                  and child.name != "tenants")
+
+
+def _listed(namespace: str, file: ObjectFile, report: ObjectMetadata | str,
+            tenant: str | None) -> ObjectInfo:
     if not isinstance(report, ObjectMetadata):  # in use
         return ObjectInfo(namespace=namespace, id=file.id, name=None, class_name=None,
                           schema_version=None, alarm=None, size=file.size, path=file.path,
-                          in_use=True)
+                          in_use=True, tenant=tenant)
     return ObjectInfo(namespace=namespace, id=file.id, name=report.name,
                       class_name=report.class_name, schema_version=report.schema_version,
-                      alarm=report.alarm, size=file.size, path=file.path)
+                      alarm=report.alarm, size=file.size, path=file.path, tenant=tenant)
 
 
-def find_object(data: Path, object_id: str, *, tenant: str | None = None) -> ObjectInfo:
-    """The object whose id is ``object_id`` (64 hex digits), in whichever namespace.
+def find_object(data: Path, ref: str, *, tenant: str | None = None) -> ObjectInfo:
+    """The object ``ref`` names: its id (64 hex digits, in whichever namespace), or
+    ``NAMESPACE/name`` (the id a runtime, or the server for ``tenant``, gives that name).
 
     Raises:
         ObjectInUseError: a running dobox holds its file (waited for ``IN_USE_WAIT``).
-        InspectError: not a valid id, or no such object.
+        InspectError: neither form, or no such namespace or object.
     """
-    object_id = object_id.lower()
-    if not OBJECT_ID.fullmatch(object_id):
-        raise InspectError(f"{object_id!r} is not an object id (64 hex digits)")
     root = root_of(data, tenant)
-    for path in find_object_paths(root, object_id):
-        return _info(path)
-    raise InspectError(f"no object {object_id} under {root}")
+    if OBJECT_ID.fullmatch(ref.lower()):
+        object_id = ref.lower()
+        for path in find_object_paths(root, object_id):
+            return _info(path)
+        raise InspectError(f"no object {object_id} under {root}")
+    namespace, slash, name = ref.partition("/")
+    if not slash or not namespace:
+        raise InspectError(f"{ref[:100]!r} is not an object id (64 hex digits) or "
+                           "NAMESPACE/name")
+    found = namespaces_under(root)
+    if namespace not in found:
+        hint = (" (a server's data: give --tenant)" if tenant is None
+                and (data / "tenants").is_dir() else "")
+        raise InspectError(f"no namespace {namespace!r} under {root}{hint} (it has: "
+                           f"{', '.join(found) or 'none'})")
+    scope = f"{tenant}/" if tenant is not None else ""  # as the server scopes its tenants
+    try:
+        object_id = id_from_name(namespace_key(f"{scope}{namespace}"), name).hex
+    except ValueError as exc:
+        raise InspectError(f"{ref[:100]!r}: {exc}") from None
+    path = object_path(root, namespace, object_id)
+    if not path.is_file():
+        raise InspectError(f"no object {namespace}/{name} under {root}")
+    return _info(path)
 
 
 def _info(path: Path) -> ObjectInfo:

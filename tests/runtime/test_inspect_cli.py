@@ -213,3 +213,48 @@ async def test_backup_while_serving_and_restore(tmp_path: Path) -> None:
             lambda: invoke("restore", str(copy), str(restored), "--overwrite"))
         assert code == 1
         assert "is being served" in output
+
+
+def test_inspect_and_sql_take_a_namespace_and_a_name(data: tuple[Path, str, str]) -> None:
+    root, counter_id, ledger_id = data
+    code, output = invoke("inspect", str(root), "COUNTER/visits")
+    assert code == 0, output
+    assert f"object COUNTER/{counter_id}" in output
+    code, output = invoke("sql", str(root), "LEDGER/acme", "SELECT sum(amount) FROM entries")
+    assert (code, output.splitlines()[-1]) == (0, "12")
+    for ref, message in [("COUNTER/nobody", "no object COUNTER/nobody under"),
+                         ("NOPE/visits", "no namespace 'NOPE' under"),
+                         ("COUNTER/..", "is not an object name"),
+                         ("visits", "is not an object id (64 hex digits) or NAMESPACE/name")]:
+        code, output = invoke("inspect", str(root), ref)
+        assert code == 1, ref
+        assert message in output, output
+
+
+def test_a_namespace_that_does_not_exist_is_an_error(data: tuple[Path, str, str]) -> None:
+    """Before: '0 objects', as for an empty one."""
+    root, _, _ = data
+    code, output = invoke("ls", str(root), "--namespace", "COUNTR")
+    assert code == 1
+    assert "no namespace 'COUNTR'" in output
+    assert "(it has: COUNTER, LEDGER)" in output
+
+
+async def test_a_servers_data_lists_every_tenant(tmp_path: Path) -> None:
+    """Before, ls on a served directory said '0 objects': the objects are per tenant."""
+    for tenant in ("acme", "globex"):
+        async with open_runtime(tmp_path / "tenants" / tenant, objects={"COUNTER": Counter},
+                                id_scope=f"{tenant}/", durability="normal") as rt:
+            await rt.namespace("COUNTER").get_by_name("visits").increment(1)
+    code, output = invoke("ls", str(tmp_path))
+    assert code == 0, output
+    lines = [line.split("\t") for line in output.splitlines() if "\t" in line]
+    assert [(line[0], line[1], line[3]) for line in lines] == [
+        ("acme", "COUNTER", "visits"), ("globex", "COUNTER", "visits")]
+    assert "2 objects in 2 tenants" in output
+    code, output = invoke("inspect", str(tmp_path), "COUNTER/visits")
+    assert code == 1
+    assert "a server's data: give --tenant" in output
+    code, output = invoke("inspect", str(tmp_path), "COUNTER/visits", "--tenant", "globex")
+    assert code == 0, output
+    assert "'n': 1" in output
