@@ -6,15 +6,20 @@ Fixtures, so that an application's tests need no set-up code:
 - ``dobox_runtime_options``: override it to pass runtime options (default: none beyond the
   harness's test defaults);
 - ``dobox_runtime``: a :class:`harness.TestRuntime` on the test's ``tmp_path``, closed after
-  the test. It needs pytest-trio (``trio_mode = true``, or the ``trio`` marker).
+  the test.
 - ``dobox_objects_spec``: override it to return ``"package.module:OBJECTS"``, the same
   objects importable by name, for ``dobox_server``;
 - ``dobox_server``: a :class:`harness.ServerProcess` (a real subprocess) over
   ``tmp_path / "dobox-server"``, to call, SIGKILL and restart; terminated after the test.
+
+An ``async def`` test that uses ``dobox_runtime`` or ``dobox_server`` runs under trio
+(pytest-trio's ``trio`` marker is added to it), so a project needs no ``trio_mode = true``
+for them; its other async tests need that setting or the marker, as pytest-trio says.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
@@ -70,3 +75,16 @@ async def dobox_server(tmp_path: Path, dobox_objects_spec: str) -> AsyncIterator
     async with open_server_process(tmp_path / "dobox-server", dobox_objects_spec,
                                    cwd=Path.cwd()) as server:
         yield server
+
+
+_TRIO_FIXTURES = frozenset({"dobox_runtime", "dobox_server"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-trio reads the markers
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the async tests that use dobox's async fixtures as trio tests (see above)."""
+    for item in items:
+        if (isinstance(item, pytest.Function) and item.get_closest_marker("trio") is None
+                and _TRIO_FIXTURES.intersection(item.fixturenames)
+                and inspect.iscoroutinefunction(item.obj)):
+            item.add_marker(pytest.mark.trio)

@@ -216,7 +216,7 @@ async def test_backup_while_serving_and_restore(tmp_path: Path) -> None:
 
 
 def test_inspect_and_sql_take_a_namespace_and_a_name(data: tuple[Path, str, str]) -> None:
-    root, counter_id, ledger_id = data
+    root, counter_id, _ledger_id = data
     code, output = invoke("inspect", str(root), "COUNTER/visits")
     assert code == 0, output
     assert f"object COUNTER/{counter_id}" in output
