@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from types import ModuleType
 
 from actors import DurableObject
 
@@ -28,11 +30,12 @@ def load_objects(spec: str) -> Mapping[str, type[DurableObject]]:
         if file.suffix != ".py" or not file.is_file():
             raise ValueError(f"{module_name} is not a Python file; name the objects as "
                              "package.module:OBJECTS or path/to/module.py:OBJECTS")
-        _search_first(file.resolve().parent)
-        module_name = file.stem
+        _search_first(file.resolve().parent)  # for the modules it imports beside it
+        module = _import_file(file)
     else:
         _search_first(Path.cwd())
-    objects = getattr(importlib.import_module(module_name), attribute, None)
+        module = importlib.import_module(module_name)
+    objects = getattr(module, attribute, None)
     if not isinstance(objects, Mapping) or not all(
         isinstance(cls, type) and issubclass(cls, DurableObject) for cls in objects.values()
     ):
@@ -47,3 +50,15 @@ def _search_first(directory: Path) -> None:
     if entry in sys.path:
         sys.path.remove(entry)
     sys.path.insert(0, entry)
+
+
+def _import_file(file: Path) -> ModuleType:
+    """The module in ``file``, imported under its stem from that very file (an
+    ``import_module`` of the stem could return another file's module of the same name)."""
+    spec = importlib.util.spec_from_file_location(file.stem, file)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {file}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[file.stem] = module  # as an import would: its classes pickle, its
+    spec.loader.exec_module(module)  # dataclasses resolve their module
+    return module

@@ -9,10 +9,11 @@ import pytest
 import trio
 import trio.testing
 
-from actors import RemoteError
+from actors import DurableObject, RemoteError
 from examples.rate_limiter.app import CAPACITY, TokenBucket
 from harness import ServerProcess, open_server_process, open_test_runtime
 from runtime import Client, WebSocketRejected
+from runtime.cli._load import load_objects
 from storage import field
 
 ROOT = Path(__file__).parent.parent.parent
@@ -120,3 +121,11 @@ async def test_rate_limiter_refills_on_virtual_time(
         assert (refused["allowed"], refused["retry_after"]) == (False, 3.0)
         await trio.sleep(3)
         assert (await bucket.take(3))["allowed"] is True
+
+
+@pytest.mark.parametrize("example", ["counter", "chat_room", "todos", "rate_limiter"])
+def test_each_example_loads_by_its_file(example: str) -> None:
+    """As its README says, for a checkout that is not on the import path."""
+    objects = load_objects(str(ROOT / "examples" / example / "app.py") + ":OBJECTS")
+    assert objects
+    assert all(issubclass(cls, DurableObject) for cls in objects.values())
