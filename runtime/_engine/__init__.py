@@ -7,6 +7,7 @@ inside.
 """
 
 from ._alarms import ALARM_INDEX_NAME as ALARM_INDEX_NAME
+from ._alarms import earliest_alarm as earliest_alarm
 from ._commit_placement import polling as polling
 from ._coordinator import Coordinator as Coordinator
 from ._coordinator import Lease as Lease

@@ -24,8 +24,10 @@ new ``set_alarm`` meanwhile wins; after the last retry the alarm is dropped and 
 
 from __future__ import annotations
 
+import fcntl
 import heapq
 import logging
+import os
 import random
 import sqlite3
 from collections.abc import Mapping
@@ -38,7 +40,7 @@ import trio
 from actors import DurableObject, ObjectId, ObjectResetError, OverloadedError, RemoteError
 from actors._ids import id_from_string, namespace_key
 from storage import StorageError
-from storage._files import object_paths, peek_alarm
+from storage._files import connect_read_only, object_paths, peek_alarm
 
 from ._event import Event
 from ._lowlevel import EventSink
@@ -78,6 +80,7 @@ class AlarmIndex:
         self.path = path
         self._removals: set[str] = set()
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._in_use: int | None = None
         try:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute(f"PRAGMA synchronous={synchronous}")
@@ -85,6 +88,7 @@ class AlarmIndex:
                 "CREATE TABLE IF NOT EXISTS alarms (key TEXT PRIMARY KEY NOT NULL, "
                 "binding TEXT NOT NULL, object TEXT NOT NULL, at REAL NOT NULL) WITHOUT ROWID"
             )
+            self._in_use = hold_data_directory(path.parent)
         except BaseException:
             self._conn.close()  # no descriptor left behind on a directory that refused us
             raise
@@ -162,6 +166,42 @@ class AlarmIndex:
     def close(self) -> None:
         self.flush()
         self._conn.close()
+        if self._in_use is not None:
+            os.close(self._in_use)
+            self._in_use = None
+
+
+def hold_data_directory(data_dir: Path) -> int:
+    """Mark ``data_dir`` as in use by a runtime for as long as the returned descriptor is
+    open: a shared ``flock`` on the directory, which ``dobox restore`` takes exclusively
+    (so it refuses a served directory, and a runtime cannot open one being restored).
+
+    Raises:
+        StorageError: a restore holds the directory.
+    """
+    fd = os.open(data_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StorageError(f"the data directory {data_dir} is being restored (dobox restore "
+                           "holds it); open it once the restore has finished") from None
+    return fd
+
+
+def earliest_alarm(index: Path) -> float | None:
+    """The earliest alarm an index file records (epoch seconds), read without writing it
+    (while no runtime has it open: a server at startup).
+
+    Raises:
+        sqlite3.Error: the file cannot be read.
+    """
+    conn = connect_read_only(index)
+    try:
+        row = conn.execute("SELECT min(at) FROM alarms").fetchone()
+    finally:
+        conn.close()
+    return float(row[0]) if row is not None and row[0] is not None else None
 
 
 def _alarm_in(file: Path) -> float | None:

@@ -15,6 +15,9 @@ refused unless ``overwrite`` is set.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -59,9 +62,14 @@ def restore(backup_dir: Path, data: Path, *, overwrite: bool = False,
             progress: Callable[[Path], None] | None = None) -> int:
     """Copy every object of ``backup_dir`` into ``data``. How many were restored.
 
+    Each data directory it writes into (``data``, and ``data/tenants/T`` for a server's
+    tenants) is held for the whole restore, so none may be in use by a runtime or server
+    (they hold it while open), and none can open one meanwhile. Its alarm index is removed
+    afterwards: the next runtime rebuilds it from the restored files.
+
     Raises:
-        InspectError: an object exists in ``data`` and ``overwrite`` is not set, or one is
-            being served (its file is locked).
+        InspectError: an object exists in ``data`` and ``overwrite`` is not set, or a
+            runtime or server uses one of those directories.
     """
     files = list(object_files(backup_dir))
     if not overwrite:
@@ -71,29 +79,56 @@ def restore(backup_dir: Path, data: Path, *, overwrite: bool = False,
                 f"{len(existing)} of the objects to restore already exist in {data} (the "
                 f"first: {existing[0]}); pass --overwrite to replace them"
             )
-    count = 0
-    for relative in files:
-        target = data / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            lock = acquire_file_lock(str(target))
-        except ObjectLockedError as exc:
-            raise InspectError(
-                f"{target} is being served; stop the runtime or server before restoring"
-            ) from exc
-        try:
-            _copy(backup_dir / relative, target, from_served=False)
-        finally:
-            lock.release()
-        count += 1
-        if progress is not None:
-            progress(relative)
-    index = data / ALARM_INDEX_NAME
-    if count and index.exists():
-        # Rebuilt from the restored files at the next start.
-        for stale in (index, *index.parent.glob(f"{ALARM_INDEX_NAME}-*")):
-            stale.unlink()
+    roots = sorted({_root_of(data, relative) for relative in files})
+    with contextlib.ExitStack() as held:
+        for root in roots:
+            held.enter_context(_holding(root))
+        count = 0
+        for relative in files:
+            target = data / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                lock = acquire_file_lock(str(target))
+            except ObjectLockedError as exc:
+                raise InspectError(
+                    f"{target} is being served; stop the runtime or server before restoring"
+                ) from exc
+            try:
+                _copy(backup_dir / relative, target, from_served=False)
+            finally:
+                lock.release()
+            count += 1
+            if progress is not None:
+                progress(relative)
+        for root in roots:  # rebuilt from the restored files at the next start
+            for stale in root.glob(f"{ALARM_INDEX_NAME}*"):
+                stale.unlink()
     return count
+
+
+def _root_of(data: Path, relative: Path) -> Path:
+    """The data directory a runtime opens for the object file at ``relative``: ``data``, or
+    a server tenant's ``data/tenants/T``."""
+    if len(relative.parts) > 2 and relative.parts[0] == "tenants":
+        return data / "tenants" / relative.parts[1]
+    return data
+
+
+@contextlib.contextmanager
+def _holding(root: Path) -> Iterator[None]:
+    """Hold the data directory ``root`` against runtimes (see
+    ``runtime._engine._alarms.hold_data_directory``), or refuse if one uses it."""
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InspectError(f"{root} is being served (a runtime or server has it open); "
+                               "stop it before restoring") from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def _copy(source: Path, target: Path, *, from_served: bool) -> None:

@@ -187,6 +187,9 @@ class DoboxApp:
                         await send({"type": "lifespan.startup.failed",
                                     "message": f"cannot join the cluster: {error}"})
                         return
+                else:  # (a cluster node's tenants wait for a request: docs/cluster.md)
+                    await self._in_trio(self.tenants.wake_for_alarms,
+                                        self.data_dir / "tenants")
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self._exit_stack.aclose()  # trio drains every runtime, then stops

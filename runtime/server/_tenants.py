@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import logging
 import math
+import sqlite3
+import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 
 import attrs
 import trio
 
-from runtime._engine import MemoryRelease, Runtime
+from runtime._engine import ALARM_INDEX_NAME, MemoryRelease, Runtime, earliest_alarm
 from storage import StorageError
 
 log = logging.getLogger("dobox.server")
@@ -117,6 +120,28 @@ class Tenants:
             self._nursery().start_soon(self._wake, tenant, wake_at,
                                        name=f"dobox tenant {tenant} alarm")
 
+    async def wake_for_alarms(self, tenants_dir: Path) -> None:
+        """At startup: set the alarm timer of every tenant with a pending alarm, as if each
+        had been open and closed; open each tenant that has objects but no alarm index yet
+        (a restored directory), which builds it. Without this, a tenant's alarms waited for
+        its next request after the server restarted."""
+        found = await trio.to_thread.run_sync(_tenants_and_alarms, tenants_dir)
+        now, clock = time.time(), trio.current_time()
+        for tenant, earliest in found:
+            if earliest is _NO_INDEX:
+                self._nursery().start_soon(self._open_once, tenant,
+                                           name=f"dobox tenant {tenant} index")
+            elif isinstance(earliest, float) and tenant not in self._slots:
+                self._nursery().start_soon(self._wake, tenant,
+                                           clock + max(0.0, earliest - now),
+                                           name=f"dobox tenant {tenant} alarm")
+
+    async def _open_once(self, tenant: str) -> None:
+        try:
+            await self.runtime(tenant)  # it closes itself when idle, timer set
+        except Exception:  # its next request meets the error again, and says so
+            log.exception("could not open tenant %s to index its alarms", tenant)
+
     async def _until_idle(self, runtime: Runtime) -> None:
         """Return once ``runtime`` was idle at two checks ``idle_timeout`` apart."""
         was_idle = False
@@ -140,3 +165,30 @@ class Tenants:
         if self._wakers.get(tenant) is scope:
             del self._wakers[tenant]
 
+
+
+_NO_INDEX = "no index"
+
+
+def _tenants_and_alarms(tenants_dir: Path) -> list[tuple[str, float | str | None]]:
+    """Each tenant under ``tenants_dir`` with the time of its earliest alarm (epoch
+    seconds), ``None`` for none, or :data:`_NO_INDEX` when it has objects but no index."""
+    if not tenants_dir.is_dir():
+        return []
+    found: list[tuple[str, float | str | None]] = []
+    for tenant_dir in sorted(tenants_dir.iterdir()):
+        if not tenant_dir.is_dir():
+            continue
+        index = tenant_dir / ALARM_INDEX_NAME
+        if not index.exists():
+            has_objects = any(child.is_dir() and not child.name.startswith(".")
+                              for child in tenant_dir.iterdir())
+            found.append((tenant_dir.name, _NO_INDEX if has_objects else None))
+            continue
+        try:
+            found.append((tenant_dir.name, earliest_alarm(index)))
+        except sqlite3.Error as exc:  # opening the tenant reports it, with the object's path
+            log.warning("could not read the alarm index of tenant %s: %s", tenant_dir.name,
+                        exc)
+            found.append((tenant_dir.name, _NO_INDEX))
+    return found

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 from pathlib import Path
 
@@ -11,6 +13,7 @@ from click.testing import CliRunner
 
 from runtime import open_runtime
 from runtime.cli import main
+from storage import StorageError
 from tests.helpers import Counter
 from tests.integration.objects import LedgerV1
 
@@ -258,3 +261,33 @@ async def test_a_servers_data_lists_every_tenant(tmp_path: Path) -> None:
     code, output = invoke("inspect", str(tmp_path), "COUNTER/visits", "--tenant", "globex")
     assert code == 0, output
     assert "'n': 1" in output
+
+
+async def test_restore_refuses_a_directory_a_runtime_has_open(tmp_path: Path) -> None:
+    """Before, restoring over a served directory succeeded when its objects were idle (no
+    object lock held): the runtime's alarm index and memory no longer matched its files."""
+    data, copy = tmp_path / "data", tmp_path / "copy"
+    async with open_runtime(data, objects={"COUNTER": Counter}, durability="normal") as rt:
+        await rt.namespace("COUNTER").get_by_name("a").increment(1)
+    assert invoke("backup", str(data), str(copy))[0] == 0
+    async with open_runtime(data, objects={"COUNTER": Counter}, durability="normal",
+                            idle_connection_timeout=None) as rt:
+        assert rt.statistics().live_objects == 0  # nothing live: no object lock held
+        code, output = await trio.to_thread.run_sync(
+            lambda: invoke("restore", str(copy), str(data), "--overwrite"))
+        assert code == 1
+        assert f"{data} is being served (a runtime or server has it open)" in output
+    code, output = invoke("restore", str(copy), str(data), "--overwrite")
+    assert code == 0, output
+
+
+async def test_a_runtime_cannot_open_a_directory_being_restored(tmp_path: Path) -> None:
+    tmp_path.joinpath("data").mkdir()
+    restoring = os.open(tmp_path / "data", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(restoring, fcntl.LOCK_EX | fcntl.LOCK_NB)  # what dobox restore holds
+        with pytest.raises(StorageError, match="is being restored"):
+            async with open_runtime(tmp_path / "data", objects={"COUNTER": Counter}):
+                pass
+    finally:
+        os.close(restoring)

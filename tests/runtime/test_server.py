@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from actors._ids import id_from_name, namespace_key
 from harness import ServerProcess, open_server_process
+from runtime._engine import ALARM_INDEX_NAME
 from runtime.cli import main
 from tests.helpers import damage_table, fill_disk, immutable, small_filesystem
 
@@ -491,7 +492,8 @@ async def test_a_low_open_file_limit_costs_idle_objects_not_requests(tmp_path: P
 
 
 async def open_tenants(server: ServerProcess) -> float:
-    async with httpx.AsyncClient(base_url=server.base_url) as client:
+    async with httpx.AsyncClient(base_url=server.base_url,
+                                 headers={"authorization": "Bearer metrics"}) as client:
         text = (await client.get("/metrics")).text
     return float(text.split("\ndobox_tenants_open ")[1].split()[0])
 
@@ -503,7 +505,8 @@ async def test_an_idle_tenant_is_closed_and_opens_again(tmp_path: Path) -> None:
     tokens.write_text("".join(f'[tenants.t{i}]\ntoken = "token-{i}"\n' for i in range(5)))
     data = tmp_path / "data"
     async with open_server_process(data, OBJECTS, cwd=ROOT, tokens=tokens,
-                                   options=["--idle-timeout", "0.3"]) as server, \
+                                   options=["--idle-timeout", "0.3", "--metrics-token",
+                                            "metrics"]) as server, \
             httpx.AsyncClient(base_url=server.base_url) as client:
         for i in range(5):
             answer = await client.post(f"/t{i}/COUNTER/c/rpc/increment", json={},
@@ -587,3 +590,34 @@ async def test_metrics_behind_tokens_need_their_own(tmp_path: Path) -> None:
         answer = await client.get("/metrics", headers=scraper)
         assert answer.status_code == 200
         assert "dobox_requests_total" in answer.text
+
+
+async def activations(server: ServerProcess) -> float:
+    """The default tenant's activations in /metrics (reading them opens no tenant)."""
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        for line in (await http.get("/metrics")).text.splitlines():
+            if line.startswith('dobox_activations_total{tenant="default"}'):
+                return float(line.split()[-1])
+    return 0.0
+
+
+@pytest.mark.parametrize("index", ["kept", "lost"])
+async def test_alarms_fire_after_a_restart_without_a_request(tmp_path: Path, index: str) -> None:
+    """Before, a tenant's alarms waited for its next request after the server restarted.
+    "lost": the alarm index is gone, as after a restore: opening the tenant rebuilds it."""
+    async with open_server_process(tmp_path / "data", OBJECTS, cwd=ROOT) as server:
+        assert (await rpc(server, "/default/REMINDER/r/rpc/remind_in", {"args": [2]})
+                ).status_code == 200
+        server.kill()  # SIGKILL: nothing of the runtime's state survives but its files
+        if index == "lost":
+            tenant = tmp_path / "data" / "tenants" / "default"
+            for stale in tenant.glob(f"{ALARM_INDEX_NAME}*"):
+                stale.unlink()
+        await server.restart()
+        with trio.fail_after(30):  # the alarm opens the tenant and its object, unasked
+            while not await activations(server):  # noqa: ASYNC110  # another process's state
+                await trio.sleep(0.05)
+        with trio.fail_after(30):  # the alarm event is on its way
+            while (await rpc(server, "/default/REMINDER/r/rpc/fired")).json() != {  # noqa: ASYNC110
+                    "result": 1}:
+                await trio.sleep(0.05)  # as above
