@@ -15,6 +15,7 @@ import sys
 import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import TypeVar
 
 import click
@@ -241,6 +242,15 @@ def serve(objects_spec: str, data: Path, host: str, port: int, tokens: Path | No
                 click.echo(f"dobox serving {served} ({objects_spec}) on "
                            f"http://{host}:{bound[0] if bound else port}, data in "
                            f"{where}; Ctrl-C stops", err=True)
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if self.should_exit and sig == signal.SIGINT:
+                click.echo("dobox stopping at once: requests in flight are dropped; every "
+                           "acknowledged write is on disk", err=True)
+            elif not self.should_exit:
+                click.echo("dobox stopping: finishing the requests in flight and committing "
+                           "(Ctrl-C again to stop at once)", err=True)
+            super().handle_exit(sig, frame)
 
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:

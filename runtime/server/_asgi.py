@@ -23,7 +23,9 @@ The runtimes run in trio, a guest of the server's asyncio loop (see ``_guest``).
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import datetime as dt
 import hmac
 import json
@@ -156,6 +158,15 @@ class DoboxApp:
             route = _route_kind(str(scope["path"]), str(scope["method"]))
             try:
                 await self._http(scope, receive, send)
+            except asyncio.CancelledError:
+                # The server is stopping at once (a second Ctrl-C, or uvicorn's graceful
+                # timeout) and the loop cancels what is in flight: answer that, instead of
+                # letting uvicorn log a traceback and answer 500.
+                stopping = HttpError(503, "Unavailable", "the server is stopping",
+                                     retryable=True)
+                with contextlib.suppress(Exception):  # the connection may be gone already
+                    await _send_json(send, stopping.status, stopping.body)
+                return
             except HttpError as error:
                 self.metrics.requests.labels(route, str(error.status)).inc()
                 self.metrics.errors.labels(error.body["error"]["type"]).inc()
@@ -175,7 +186,14 @@ class DoboxApp:
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
-            message = await receive()
+            try:
+                message = await receive()
+            except asyncio.CancelledError:
+                # A forced stop (a second Ctrl-C): uvicorn skips "lifespan.shutdown" and
+                # cancels this task as the loop ends. Every acknowledged write is already
+                # on disk; the runtimes are not drained (that is what was asked), and this
+                # is no error to report with a traceback.
+                return
             if message["type"] == "lifespan.startup":
                 if self._trio_nursery is None:  # under asyncio: trio as a guest
                     self._portal = await self._exit_stack.enter_async_context(

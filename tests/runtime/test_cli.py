@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -151,3 +153,58 @@ def test_serve_refuses_bindings_it_cannot_host_before_listening(
     assert message in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("signals", [1, 2])
+async def test_ctrl_c_stops_and_a_second_stops_at_once_without_a_traceback(
+    tmp_path: Path, signals: int
+) -> None:
+    """Before, a second Ctrl-C printed uvicorn's "Exception in 'lifespan' protocol" and a
+    CancelledError traceback, and neither said what was happening. A call held in flight
+    keeps the graceful stop waiting, so that the second signal meets it."""
+    dobox = Path(sys.executable).with_name("dobox")
+    port = free_port()
+    release = tmp_path / "release"
+    process = await trio.lowlevel.open_process(
+        [str(dobox), "serve", "tests.runtime.server_objects:OBJECTS", "--data",
+         str(tmp_path / "data"), "--port", str(port)],
+        cwd=Path(__file__).parent.parent.parent, stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE)
+    assert process.stderr is not None
+    stderr = process.stderr
+    output = b""
+
+    async def read_until(marker: bytes) -> None:
+        nonlocal output
+        while marker not in output:
+            chunk = await stderr.receive_some()
+            assert chunk, output
+            output += chunk
+
+    async def held_call(client: httpx.AsyncClient) -> None:
+        with contextlib.suppress(httpx.TransportError):  # dropped by a stop at once
+            await client.post("/default/HOLDER/h/rpc/hold_until", json={"args": [str(release)]})
+
+    with trio.fail_after(60):
+        await read_until(b"Ctrl-C stops")  # the line it prints once it listens
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as client, \
+                trio.open_nursery() as nursery:
+            nursery.start_soon(held_call, client)
+            while 'dobox_queued_events{tenant="default"} 1.0' not in (  # noqa: ASYNC110
+                    await client.get("/metrics")).text:
+                await trio.sleep(0.02)  # another process's state
+            process.send_signal(signal.SIGINT)
+            await read_until(b"dobox stopping:")
+            if signals == 2:
+                process.send_signal(signal.SIGINT)
+            else:
+                release.touch()  # the graceful stop finishes the call, then exits
+        while chunk := await stderr.receive_some():
+            output += chunk
+        await process.wait()
+    text = output.decode()
+    assert process.returncode == 0, text
+    assert "dobox stopping: finishing the requests in flight and committing" in text
+    assert ("dobox stopping at once" in text) == (signals == 2)
+    assert "Traceback" not in text
+    assert "CancelledError" not in text
