@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import httpx
 
-from actors import DurableObject, WebSocket, WebSocketPair, WebSocketRequestResponsePair
+from dobox import DurableObject, WebSocket, WebSocketPair, WebSocketRequestResponsePair
 
 HISTORY = 50
 """Messages a joiner is sent, and kept in the room."""

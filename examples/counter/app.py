@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import httpx
 
-from actors import DurableObject
+from dobox import DurableObject
 
 
 class Counter(DurableObject):

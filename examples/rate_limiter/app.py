@@ -12,7 +12,7 @@ object per key, the bucket needs no locks; being durable, a restart forgets noth
 
 from __future__ import annotations
 
-from actors import DurableObject
+from dobox import DurableObject
 
 CAPACITY = 10.0
 REFILL_PER_SECOND = 1.0

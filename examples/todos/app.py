@@ -23,8 +23,7 @@ import uuid
 
 import attrs
 
-from actors import DurableObject
-from storage import collection, field
+from dobox import DurableObject, collection, field
 
 
 def _title(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
