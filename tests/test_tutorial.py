@@ -53,7 +53,8 @@ def test_the_tutorial_runs_as_written(tmp_path: Path) -> None:
         for number, (language, body, paragraph, section) in enumerate(steps(
                 TUTORIAL.read_text())):
             if number == 0:
-                assert language == "sh" and "pip install" in body  # the set-up (see above)
+                assert language == "sh"
+                assert "pip install" in body
                 continue
             label = FILE_LABEL.match(paragraph)
             if label is not None:
