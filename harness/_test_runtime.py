@@ -21,7 +21,7 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TypeVar, Unpack
+from typing import Any, TypeVar, Unpack, overload
 
 import attrs
 import trio
@@ -36,9 +36,10 @@ from runtime import (
     Stub,
     open_runtime,
 )
-from runtime.lowlevel import Event, RuntimeControls
+from runtime.lowlevel import Event, RuntimeControls, check_namespace_class
 
 T = TypeVar("T")
+ObjectT = TypeVar("ObjectT", bound=DurableObject)
 
 TEST_DEFAULTS = RuntimeOptions(durability="normal", alarm_retry_jitter=0.0)
 """Inline commits and exact alarm retries: worker threads and jitter are invisible to
@@ -62,7 +63,7 @@ class TestRuntime:
         self._options = options
         self._env = env
         self._runtime: Runtime | None = None
-        self._namespaces: dict[str, Namespace] = {}
+        self._namespaces: dict[str, Namespace[DurableObject]] = {}
         self._forward = _ToCurrentRuntime()
         """Where the namespaces send their events: the runtime running now."""
         self._switch = trio.Event()
@@ -79,10 +80,18 @@ class TestRuntime:
             raise RuntimeError("the test runtime is not running")
         return self._runtime
 
-    def namespace(self, binding: str) -> Namespace:
-        """The namespace of ``binding``; it, and its stubs, survive restarts."""
+    @overload
+    def namespace(self, binding: str) -> Namespace[Any]: ...  # type: ignore[explicit-any]  # unchecked stubs, as Runtime.namespace
+
+    @overload
+    def namespace(self, binding: str, cls: type[ObjectT]) -> Namespace[ObjectT]: ...
+
+    def namespace(self, binding: str,
+                  cls: type[DurableObject] | None = None) -> Namespace[DurableObject]:
+        """The namespace of ``binding`` (typed with ``cls``, as ``Runtime.namespace``); it,
+        and its stubs, survive restarts."""
         self.runtime.namespace(binding)  # the same KeyError for an unknown binding
-        return self._namespaces[binding]
+        return check_namespace_class(self._namespaces[binding], cls)
 
     def statistics(self) -> RuntimeStatistics:
         return self.runtime.statistics()
@@ -107,13 +116,13 @@ class TestRuntime:
         self._switch.set()
         await self._restarted.wait()
 
-    def crash(self, stub: Stub) -> bool:
+    def crash(self, stub: Stub[DurableObject]) -> bool:
         """Reset the object as a failure would: its queued and running calls fail with
         ``ObjectResetError``, its uncommitted writes are lost, and the next call starts it
         afresh. Whether it was live (a crash of an object that is not live does nothing)."""
         return self.runtime.lowlevel.reset(stub, "crashed by the test harness (crash())")
 
-    async def evict(self, stub: Stub) -> None:
+    async def evict(self, stub: Stub[DurableObject]) -> None:
         """Evict a live object as idleness would: admitted events finish, the file is
         closed, the instance dropped; the next call rehydrates it.
 
@@ -123,17 +132,19 @@ class TestRuntime:
         await self.runtime.lowlevel.evict(stub)
 
     async def run_in_object(
-        self, stub: Stub, fn: Callable[[DurableObject, ObjectContext], T | Awaitable[T]]
+        self, stub: Stub[DurableObject],
+        fn: Callable[[DurableObject, ObjectContext], T | Awaitable[T]],
     ) -> T:
         """Run ``fn(instance, ctx)`` inside the object, as one of its events (activating it if
         needed), and return what it returns, not copied. ``fn`` may be async."""
         return await self.runtime.lowlevel.run_in_object(stub, fn)
 
-    async def run_alarm(self, stub: Stub) -> bool:
+    async def run_alarm(self, stub: Stub[DurableObject]) -> bool:
         """Run the object's pending alarm now, due or not; whether one ran."""
         return await self.runtime.lowlevel.run_alarm(stub)
 
-    async def fail_next_commit(self, stub: Stub, error: BaseException | None = None) -> None:
+    async def fail_next_commit(self, stub: Stub[DurableObject],
+                               error: BaseException | None = None) -> None:
         """Make the object's next commit that has writes fail, as a failing disk would: the
         calls waiting on it get ``ObjectResetError`` and the object resets."""
 

@@ -20,6 +20,7 @@ from ._memory import MemoryRelease as MemoryRelease
 from ._namespace import Call as Call
 from ._namespace import Namespace as Namespace
 from ._namespace import Stub as Stub
+from ._namespace import check_namespace_class as check_namespace_class
 from ._options import RuntimeOptions as RuntimeOptions
 from ._options import RuntimeSettings as RuntimeSettings
 from ._runtime import Runtime as Runtime

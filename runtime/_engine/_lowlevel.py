@@ -60,11 +60,11 @@ class RuntimeControls:
         """The ids (hex) of the objects of ``binding`` that have a file, in id order."""
         return [path.stem for path in object_paths(self._router.data_dir, binding)]
 
-    def is_live(self, stub: Stub) -> bool:
+    def is_live(self, stub: Stub[DurableObject]) -> bool:
         """Whether the object ``stub`` calls is live (activated and not evicted)."""
         return self._actor(stub) is not None
 
-    def reset(self, stub: Stub, why: str) -> bool:
+    def reset(self, stub: Stub[DurableObject], why: str) -> bool:
         """Reset the object as a failure would (its calls fail with ``ObjectResetError``
         saying ``why``, its uncommitted writes are lost); whether it was live."""
         actor = self._actor(stub)
@@ -81,7 +81,7 @@ class RuntimeControls:
             actor.reset(why)
         return len(actors)
 
-    async def evict(self, stub: Stub) -> None:
+    async def evict(self, stub: Stub[DurableObject]) -> None:
         """Evict the object as idleness would, and wait until its file is closed.
 
         Raises:
@@ -94,22 +94,23 @@ class RuntimeControls:
         await actor.closed.wait()
 
     async def run_in_object(
-        self, stub: Stub, fn: Callable[[DurableObject, ObjectContext], T | Awaitable[T]]
+        self, stub: Stub[DurableObject],
+        fn: Callable[[DurableObject, ObjectContext], T | Awaitable[T]],
     ) -> T:
         """Run ``fn(instance, ctx)`` as one of the object's events (activating it if
         needed); what it returns, not copied."""
         result: T = await self._send(stub, Event("run", "run_in_object", fn))
         return result
 
-    async def run_alarm(self, stub: Stub) -> bool:
+    async def run_alarm(self, stub: Stub[DurableObject]) -> bool:
         """Run the object's pending alarm now, due or not; whether one ran."""
         ran: bool = await self._send(stub, Event("alarm", "alarm", FORCE_ALARM))
         return ran
 
-    async def _send(self, stub: Stub, event: Event) -> Value:
+    async def _send(self, stub: Stub[DurableObject], event: Event) -> Value:
         binding = stub._namespace.binding
         self._router.submit(binding, self._classes[binding], stub.id, event)
         return await event.reply.wait()
 
-    def _actor(self, stub: Stub) -> Actor | None:
+    def _actor(self, stub: Stub[DurableObject]) -> Actor | None:
         return self._router.live.get(f"{stub._namespace.binding}/{stub.id.hex}")

@@ -20,7 +20,7 @@ import warnings
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Unpack
+from typing import Any, Unpack, overload
 
 import attrs
 import trio
@@ -33,7 +33,7 @@ from ._alarms import AlarmIndex, AlarmScheduler
 from ._coordinator import Coordinator, SingleProcessCoordinator
 from ._descriptors import process_budget
 from ._lowlevel import RuntimeControls
-from ._namespace import Namespace
+from ._namespace import Namespace, ObjectT, check_namespace_class
 from ._options import RuntimeOptions, RuntimeSettings, check_input_gate
 from ._router import Router
 from ._statistics import RuntimeStatistics
@@ -62,18 +62,29 @@ class Runtime:
     def bindings(self) -> list[str]:
         return list(self._namespaces)
 
-    def namespace(self, binding: str) -> Namespace:
-        """The namespace of ``binding`` (also ``env.BINDING`` inside objects).
+    @overload
+    def namespace(self, binding: str) -> Namespace[Any]: ...  # type: ignore[explicit-any]  # unchecked stubs, as before generics
+
+    @overload
+    def namespace(self, binding: str, cls: type[ObjectT]) -> Namespace[ObjectT]: ...
+
+    def namespace(self, binding: str,
+                  cls: type[DurableObject] | None = None) -> Namespace[DurableObject]:
+        """The namespace of ``binding`` (also ``env.BINDING`` inside objects). With
+        ``cls``, typed: a type checker with dobox's plugin checks its stubs' calls against
+        ``cls`` (docs/reference/runtime.md, "Typed stubs").
 
         Raises:
             KeyError: no such binding.
+            TypeError: ``cls`` is not the class bound to it (nor a base of it).
         """
         try:
-            return self._namespaces[binding]
+            namespace = self._namespaces[binding]
         except KeyError:
             raise KeyError(
                 f"no namespace {binding!r}; this runtime has {', '.join(self._namespaces)}"
             ) from None
+        return check_namespace_class(namespace, cls)
 
     def now(self) -> float:
         """The runtime's wall clock (epoch seconds, advancing with trio's clock)."""

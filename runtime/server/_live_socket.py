@@ -26,6 +26,7 @@ from collections.abc import Callable
 import attrs
 import trio
 
+from actors import DurableObject
 from actors._websocket import WebSocket, WebSocketClosed, WebSocketPair
 from runtime._engine import Stub
 from storage import Change, Expr, Snapshot
@@ -36,7 +37,7 @@ log = logging.getLogger("dobox.server")
 ToJson = Callable[[object], object]
 
 
-def open_live_socket(nursery: trio.Nursery, stub: Stub, collection: str,
+def open_live_socket(nursery: trio.Nursery, stub: Stub[DurableObject], collection: str,
                      to_json: ToJson) -> WebSocket:
     """Start serving a live query of ``stub``'s ``collection`` in ``nursery``; the client
     end of its socket."""
@@ -46,7 +47,8 @@ def open_live_socket(nursery: trio.Nursery, stub: Stub, collection: str,
     return client
 
 
-async def _serve(stub: Stub, collection: str, ws: WebSocket, to_json: ToJson) -> None:
+async def _serve(stub: Stub[DurableObject], collection: str, ws: WebSocket,
+                 to_json: ToJson) -> None:
     try:
         request = await ws.receive()
     except WebSocketClosed:
