@@ -322,3 +322,13 @@ async def test_a_plain_def_is_named_when_bound_and_when_called(tmp_path: Path) -
         with pytest.raises(UnknownMethodError, match="is a plain def, and RPC methods "
                                                      "are async def"):
             await stub.subtotal()
+
+
+async def test_a_typed_namespace_is_the_same_namespace(tmp_path: Path) -> None:
+    async with open_runtime(tmp_path, objects={"COUNTER": Counter}) as rt:
+        typed = rt.namespace("COUNTER", Counter)
+        assert typed is rt.namespace("COUNTER")
+        assert rt.namespace("COUNTER", DurableObject) is typed  # a base of the class will do
+        assert await typed.get_by_name("a").increment(2) == 2
+        with pytest.raises(TypeError, match="namespace 'COUNTER' hosts Counter, not"):
+            rt.namespace("COUNTER", WithAPlainHelper)
