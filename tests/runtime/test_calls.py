@@ -332,3 +332,25 @@ async def test_a_typed_namespace_is_the_same_namespace(tmp_path: Path) -> None:
         assert await typed.get_by_name("a").increment(2) == 2
         with pytest.raises(TypeError, match="namespace 'COUNTER' hosts Counter, not"):
             rt.namespace("COUNTER", WithAPlainHelper)
+
+
+class Blame(DurableObject):
+    async def store_set(self) -> None:
+        await self.ctx.storage.put("s", {1, 2})
+
+    async def return_object(self) -> object:
+        return object()
+
+
+async def test_an_error_blames_the_put_or_the_result_whichever_failed(tmp_path: Path) -> None:
+    """Before, a put that failed inside a method was reported as the method's result."""
+    async with open_runtime(tmp_path, objects={"BLAME": Blame}) as rt:
+        stub = rt.namespace("BLAME").get_by_name("a")
+        with pytest.raises(TypeError) as put:
+            await stub.store_set()
+        assert str(put.value).startswith("value for key 's' is of type 'set', which cannot "
+                                          "be stored")
+        assert "returned" not in str(put.value)
+        with pytest.raises(TypeError, match=r"^return_object\(\) returned a value that cannot "
+                                            r"cross the call: result is of type 'object'"):
+            await stub.return_object()
