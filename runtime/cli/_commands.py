@@ -244,13 +244,18 @@ def serve(objects_spec: str, data: Path, host: str, port: int, tokens: Path | No
                            f"{where}; Ctrl-C stops", err=True)
 
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-            if self.should_exit and sig == signal.SIGINT:
+            # The state changes before the message is written: the message is what a
+            # test (or a person) waits for to send the second signal, which may then run
+            # this handler again, nested inside the first one's write.
+            first = not self.should_exit
+            at_once = not first and sig == signal.SIGINT
+            super().handle_exit(sig, frame)
+            if at_once:
                 click.echo("dobox stopping at once: requests in flight are dropped; every "
                            "acknowledged write is on disk", err=True)
-            elif not self.should_exit:
+            elif first:
                 click.echo("dobox stopping: finishing the requests in flight and committing "
                            "(Ctrl-C again to stop at once)", err=True)
-            super().handle_exit(sig, frame)
 
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
