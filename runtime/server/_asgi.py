@@ -228,7 +228,7 @@ class DoboxApp:
             return
         tenant, binding, name, rest, rest_as_sent = self._target(scope)
         body = await _read_body(receive, self.max_body)
-        if self.cluster is not None and FORWARDED_BY not in _headers(scope):
+        if self.cluster is not None and _header(scope, FORWARDED_BY.encode()) is None:
             claim_key, address = await self._served_at(tenant, binding, name)
             if address is not None:
                 await self._forward(address, claim_key, scope, body, send)
@@ -575,12 +575,13 @@ BEARER_PROTOCOL = "dobox.bearer."
 token on an upgrade, for clients that cannot set headers (browsers), as Kubernetes does.
 The client offers ``"dobox"`` beside it, which the server selects when the object selects
 no protocol of its own (a browser fails a handshake whose offer got no protocol back)."""
+_BEARER_PROTOCOL_BYTES = BEARER_PROTOCOL.encode()
 
 
 def _bearer_token(scope: Scope) -> bytes | None:
     """The token a request carries: ``Authorization: Bearer``, or on a WebSocket upgrade a
     ``dobox.bearer.`` subprotocol entry; None if neither."""
-    given = _headers(scope).get("authorization", "")
+    given = _header(scope, b"authorization") or ""
     if given.startswith("Bearer "):
         return given[len("Bearer "):].encode()
     subprotocols = scope.get("subprotocols")
@@ -632,16 +633,27 @@ def _forwarded_request(scope: Scope, method: str, rest: str, body: bytes) -> htt
     so ``request.content`` works, without httpx encoding it again."""
     query = scope.get("query_string", b"")
     raw_headers: list[tuple[bytes, bytes]] = scope["headers"]  # type: ignore[assignment]  # ASGI's type
-    headers = httpx.Headers(raw_headers)
-    offered = headers.get("sec-websocket-protocol")
-    if offered is not None and BEARER_PROTOCOL in offered:  # the token is the server's
-        kept = [entry.strip() for entry in offered.split(",")
-                if not entry.strip().startswith(BEARER_PROTOCOL)]
-        del headers["sec-websocket-protocol"]
-        if kept:
-            headers["sec-websocket-protocol"] = ", ".join(kept)
-    if "host" not in headers:  # an HTTP/1.0 client: as httpx would have set it
-        headers["host"] = "dobox"
+    # One pass over the raw headers (ASGI gives their names in lower case): an
+    # httpx.Headers lookup first decodes every header to learn their encoding, which cost
+    # more than the rest of this function; the object's own lookups pay that only if made.
+    carries_token = has_host = False
+    for name, value in raw_headers:
+        if name == b"sec-websocket-protocol" and _BEARER_PROTOCOL_BYTES in value:
+            carries_token = True
+        elif name == b"host":
+            has_host = True
+    headers: httpx.Headers | list[tuple[bytes, bytes]] = raw_headers
+    if carries_token or not has_host:
+        headers = httpx.Headers(raw_headers)
+        if carries_token:  # the token is the server's, not the object's
+            offered = headers.get("sec-websocket-protocol", "")
+            kept = [entry.strip() for entry in offered.split(",")
+                    if not entry.strip().startswith(BEARER_PROTOCOL)]
+            del headers["sec-websocket-protocol"]
+            if kept:
+                headers["sec-websocket-protocol"] = ", ".join(kept)
+        if not has_host:  # an HTTP/1.0 client: as httpx would have set it
+            headers["host"] = "dobox"
     request = httpx.Request(method, _object_url(rest, query if isinstance(query, bytes) else b""),
                             headers=headers, stream=httpx.ByteStream(body))
     request.read()
@@ -766,6 +778,16 @@ def _to_json(value: object) -> object:
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     return value
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    """The last value of the header ``name`` (in lower case, as ASGI gives header names),
+    or None: one lookup, without decoding every header as :func:`_headers` does."""
+    found = None
+    for key, value in scope["headers"]:  # type: ignore[attr-defined]
+        if key == name:
+            found = value
+    return None if found is None else bytes(found).decode("latin-1")
 
 
 def _headers(scope: Scope) -> dict[str, str]:

@@ -285,6 +285,25 @@ def test_the_token_entry_never_reaches_the_object() -> None:
     assert request.headers["sec-websocket-protocol"] == "chat, dobox"
 
 
+def test_a_forwarded_request_has_the_headers_as_sent_and_a_host() -> None:
+    """The object sees every header as the client sent it (repeats kept, in order), the
+    token's protocol entry removed wherever it is, and a host even from an HTTP/1.0 client."""
+    scope = {"type": "http", "path": "/t/ROOM/r/x", "query_string": b"",
+             "headers": [(b"host", b"example"), (b"x-dup", b"1"), (b"x-dup", b"2"),
+                         (b"sec-websocket-protocol", b"chat"),
+                         (b"sec-websocket-protocol", b"dobox.bearer.c2VjcmV0")]}
+    request = _forwarded_request(scope, "GET", "x", b"")
+    assert request.headers.get_list("x-dup") == ["1", "2"]
+    assert request.headers["host"] == "example"
+    assert request.headers["sec-websocket-protocol"] == "chat"
+    bare = {"type": "http", "path": "/t/ROOM/r/x", "query_string": b"q=1",
+            "headers": [(b"x-a", b"b")]}
+    request = _forwarded_request(bare, "POST", "x", b"body")
+    assert request.headers["host"] == "dobox"
+    assert request.headers["x-a"] == "b"
+    assert (request.url.query, request.content) == (b"q=1", b"body")
+
+
 async def test_an_object_awaiting_an_outside_call_keeps_answering_its_sockets(
     server: ServerProcess, tmp_path: Path
 ) -> None:
