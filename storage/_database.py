@@ -26,9 +26,9 @@ from collections.abc import Iterator
 from typing import Literal
 
 import attrs
-import trio
 
 from ._authorizer import Authorizer
+from ._commit_threads import commit_threads
 from ._errors import (
     ConstraintError,
     DatabaseCorruptError,
@@ -439,7 +439,8 @@ class Database:
 
 
     async def commit_in_thread(self) -> None:
-        """:meth:`commit`, with the fsync in a worker thread when there is something to sync.
+        """:meth:`commit`, with the fsync in a commit thread (``_commit_threads``) when there
+        is something to sync.
 
         The storage must not be used until this returns (:meth:`check_usable` enforces it).
         A commit cannot be abandoned halfway, so cancellation waits for it to finish.
@@ -451,7 +452,7 @@ class Database:
         self._committing = True
         self.usable = False
         try:
-            await trio.to_thread.run_sync(self.commit)
+            await commit_threads.run(self.commit)
         finally:
             self._committing = False
             self.usable = not self.closed
