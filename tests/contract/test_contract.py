@@ -140,34 +140,36 @@ async def test_unknown_methods_and_bad_arguments_are_refused_before_the_object_r
 async def test_a_full_queue_refuses_at_once_and_admitted_calls_finish(
     face: Face, name: str, tmp_path: Path
 ) -> None:
+    """The queue is filled with calls that hold (the input gate is open while they wait,
+    so both run at once), then every further call is refused at once; the held calls
+    finish when released, and the object takes calls again. (Filling it with quick calls
+    raced: a quick call could commit and leave before the next one came.)"""
     holder = face.stub("HOLDER", name)
-    release = tmp_path / f"release-{name}"
-    more = 4
-    outcomes: list[object] = []
-    refused = trio.Event()
+    releases = [tmp_path / f"release-{name}-{n}" for n in range(MAX_QUEUED)]
+    more = 3
+    held: list[object] = []
+    refused: list[OverloadedError] = []
 
-    async def increment() -> None:
-        try:
-            outcomes.append(await holder.increment())
-        except OverloadedError as exc:
-            outcomes.append(exc)
-            if sum(isinstance(o, OverloadedError) for o in outcomes) == more - 1:
-                refused.set()
+    async def hold(release: Path) -> None:
+        held.append(await holder.hold_until(str(release)))
 
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(holder.hold_until, str(release))
-            holding = trio.Path(f"{release}.holding")
-            while not await holding.exists():  # noqa: ASYNC110  # the object says it holds
-                await trio.sleep(0.01)
+            for release in releases:
+                nursery.start_soon(hold, release)
+                holding = trio.Path(f"{release}.holding")
+                while not await holding.exists():  # noqa: ASYNC110  # the object says it holds
+                    await trio.sleep(0.01)
             for _ in range(more):
-                nursery.start_soon(increment)
-            await refused.wait()  # every call but one was refused while the first held
-            release.touch()
-    errors = [o for o in outcomes if isinstance(o, OverloadedError)]
-    assert [o for o in outcomes if not isinstance(o, OverloadedError)] == [1]
-    assert len(errors) == more - 1 == 1 + more - MAX_QUEUED
-    assert all(e.overloaded and not e.retryable for e in errors)
+                with pytest.raises(OverloadedError) as caught:
+                    await holder.increment()
+                refused.append(caught.value)
+            for release in releases:
+                release.touch()
+    assert held == ["released"] * MAX_QUEUED
+    assert len(refused) == more
+    assert all(e.overloaded and not e.retryable for e in refused)
+    assert await holder.increment() == 1  # nothing refused was applied
 
 
 # -- alarms --------------------------------------------------------------------------------
