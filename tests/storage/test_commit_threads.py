@@ -66,7 +66,7 @@ async def test_more_commits_than_threads_all_finish() -> None:
     assert sorted(done) == list(range(50))
 
 
-async def test_a_storage_commit_goes_through_them(tmp_path: Path) -> None:
+async def test_a_storage_commit_from_a_thread_lands(tmp_path: Path) -> None:
     """What ``commit_in_thread`` committed is there when the file is opened again."""
     with open_storage(tmp_path / "a.sqlite3") as storage:
         storage.sql.exec("CREATE TABLE t (x)")
