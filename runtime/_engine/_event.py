@@ -71,8 +71,11 @@ class Reply:
 
     def _settled(self) -> None:
         self._signal.set()
-        if self._on_done is not None:
-            self._on_done()
+        callback, self._on_done = self._on_done, None
+        if callback is not None:
+            # Let go of it first: the callback usually holds what holds this reply, and
+            # a kept reference would make a cycle per request for the collector to find.
+            callback()
 
     def when_done(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` once the outcome is set (at once if it is). It runs inside
