@@ -213,3 +213,38 @@ def _pragma_refusal(name: str, argument: str | None) -> str | None:
         return None
     allowed = ", ".join(sorted(ALLOWED_PRAGMAS))
     return f"PRAGMA {pragma} is not allowed in object SQL; allowed pragmas: {allowed}"
+
+
+# -- reading only: an operator's SQL (``dobox sql``, the inspector) ------------------------------
+
+_READING_ACTIONS = frozenset(
+    {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION,
+     sqlite3.SQLITE_RECURSIVE}
+)
+_READABLE_PRAGMAS = _NAME_PRAGMAS | frozenset(
+    {"data_version", "page_size", "page_count", "freelist_count", "user_version",
+     "schema_version", "journal_mode", "quick_check", "integrity_check"}
+)
+"""Pragmas an operator may read: without a value, or with a table or index name."""
+
+
+@attrs.define
+class ReadingAuthorizer:
+    """The authorizer for SQL that may only read: ``SELECT`` (with functions and common
+    table expressions) and a few pragmas that report. Unlike :class:`Authorizer`, it lets
+    the engine's tables be read (an operator may look at everything) and refuses every
+    write, schema change, transaction, ``ATTACH`` and setting. :attr:`denial` says why it
+    refused."""
+
+    denial: str | None = None
+
+    def __call__(self, action: int, arg1: str | None, arg2: str | None,
+                 db_name: str | None, source: str | None) -> int:
+        if action in _READING_ACTIONS:
+            return _OK
+        if action == sqlite3.SQLITE_PRAGMA and (arg1 or "").lower() in _READABLE_PRAGMAS and (
+                arg2 is None or (arg1 or "").lower() in _NAME_PRAGMAS):
+            return _OK
+        self.denial = ("this SQL only reads: SELECT, WITH ... SELECT, and the pragmas that "
+                       "report (" + ", ".join(sorted(_READABLE_PRAGMAS)) + ")")
+        return _DENY

@@ -25,7 +25,7 @@ from typing import TypeVar
 import attrs
 
 from actors._ids import id_from_name, namespace_key
-from storage import DoboxError, Value, decode_value
+from storage import DoboxError, ForbiddenSqlError, Value, decode_value
 from storage._files import (
     IN_USE,
     OBJECT_ID,
@@ -40,6 +40,7 @@ from storage._files import (
     read_namespace,
 )
 from storage._meta import ObjectMetadata
+from storage._reading import run_reading_sql
 
 T = TypeVar("T")
 
@@ -210,7 +211,14 @@ def read_only_sql(info: ObjectInfo, query: str) -> tuple[list[str], list[tuple[V
     Raises:
         InspectError: SQLite refused it (a write, a syntax error, ...).
     """
-    return _query(info.path, query)
+    def run(conn: sqlite3.Connection) -> tuple[list[str], list[tuple[Value, ...]]]:
+        result = run_reading_sql(conn, query)
+        return result.columns, result.rows
+
+    try:
+        return _read(info.path, run)
+    except ForbiddenSqlError as exc:
+        raise InspectError(str(exc)) from None
 
 
 def _query(path: Path, query: str) -> tuple[list[str], list[tuple[Value, ...]]]:
