@@ -22,8 +22,8 @@ import os
 import shutil
 import sqlite3
 import time
-from collections.abc import Iterator
-from typing import Literal
+from collections.abc import Callable, Iterator
+from typing import Literal, TypeVar
 
 import attrs
 
@@ -53,6 +53,8 @@ from ._limits import (
     MAX_STRING_OR_BLOB_SIZE,
 )
 from ._lock import FileLock, acquire_file_lock
+
+T = TypeVar("T")
 
 Durability = Literal["full", "normal", "off"]
 """``"full"``: fsync at every commit (the default). ``"normal"``: survives a crash of the
@@ -456,6 +458,30 @@ class Database:
         finally:
             self._committing = False
             self.usable = not self.closed
+
+    @property
+    def can_read_between_turns(self) -> bool:
+        """Whether :meth:`read_between_turns` may run now."""
+        return self.usable and not self.has_uncommitted_writes
+
+    def read_between_turns(self, read: Callable[[sqlite3.Connection], T]) -> T:
+        """``read(conn)`` on this connection for a reader outside the object (the server's
+        inspector), while nothing is uncommitted, so that it sees what is committed. The
+        connection's authorizer is installed again afterwards and any progress handler
+        removed (the reader may set its own). A suspended connection is not reopened.
+
+        Raises:
+            TransactionError: writes are uncommitted, a commit is running in a thread, or
+                the connection is suspended or closed (see :attr:`can_read_between_turns`).
+        """
+        if not self.can_read_between_turns:
+            raise TransactionError(f"{self.label} is in the middle of a write, or not "
+                                   "connected: read it later")
+        try:
+            return read(self.conn)
+        finally:
+            self.conn.set_authorizer(self.authorizer)
+            self.conn.set_progress_handler(None, 0)
 
     def rollback(self) -> None:
         """Discard everything uncommitted, open savepoints included."""

@@ -54,6 +54,8 @@ class ObjectFile:
     """Bytes of the database file and its WAL."""
     has_wal: bool
     """A ``-wal`` lies beside it: a runtime has it open, or one stopped without closing it."""
+    modified: float = 0.0
+    """When the file or its WAL was last written (epoch seconds)."""
 
 
 def scan_object_files(root: Path, namespace: str) -> Iterator[ObjectFile]:
@@ -90,13 +92,16 @@ def scan_prefix(folder: Path) -> list[ObjectFile]:
             continue
         wal = entries.get(name + "-wal")
         try:
-            size = entries[name].stat().st_size
+            found = entries[name].stat()
+            size, modified = found.st_size, found.st_mtime
             if wal is not None:
-                size += wal.stat().st_size
+                wal_found = wal.stat()
+                size += wal_found.st_size
+                modified = max(modified, wal_found.st_mtime)
         except FileNotFoundError:
             continue
         files.append(ObjectFile(path=folder / name, id=object_hex, size=size,
-                                has_wal=wal is not None))
+                                has_wal=wal is not None, modified=modified))
     return files
 
 

@@ -10,6 +10,7 @@ import datetime as dt
 import inspect
 import math
 import os
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
@@ -504,6 +505,16 @@ class Storage:
     @property
     def suspended(self) -> bool:
         return self._db.suspended
+
+    @property
+    def can_read_between_turns(self) -> bool:
+        """Whether :meth:`read_between_turns` may run now."""
+        return self._db.can_read_between_turns
+
+    def read_between_turns(self, read: Callable[[sqlite3.Connection], T]) -> T:
+        """``read(conn)`` on the object's connection, for a reader outside the object (the
+        server's inspector): see :meth:`Database.read_between_turns`."""
+        return self._db.read_between_turns(read)
 
     def suspend(self) -> None:
         """Close the SQLite connection but keep the file locked, freeing the connection's

@@ -14,6 +14,11 @@ from ._coordinator import Lease as Lease
 from ._coordinator import SingleProcessCoordinator as SingleProcessCoordinator
 from ._descriptors import raise_open_file_limit as raise_open_file_limit
 from ._event import Event as Event
+from ._inspection import NOT_HELD as NOT_HELD
+from ._inspection import LiveObject as LiveObject
+from ._inspection import NotHeld as NotHeld
+from ._inspection import ObjectBusyError as ObjectBusyError
+from ._inspection import SocketView as SocketView
 from ._lowlevel import EventSink as EventSink
 from ._lowlevel import RuntimeControls as RuntimeControls
 from ._memory import MemoryRelease as MemoryRelease

@@ -152,6 +152,8 @@ class Actor:
         self.instance: DurableObject | None = None
         self.closed = trio.Event()
         self.last_active = trio.current_time()
+        self.handled = 0
+        """Events taken from the mailbox since activation (the inspector's busiest objects)."""
         self._to_reply: list[tuple[Event, object]] = []
         self._wakeup = Signal()
         self._driver: trio.lowlevel.Task | None = None
@@ -381,6 +383,7 @@ class Actor:
             await self._wakeup.wait()
 
     async def _run(self, event: Event) -> None:
+        self.handled += 1
         await self.gate.acquire()
         self._gate_owner = trio.lowlevel.current_task()
         token = current_host.set(self)

@@ -28,6 +28,10 @@ class Clock:
     def now(self) -> float:
         return self._wall_start + (trio.current_time() - self._trio_start)
 
+    def epoch_of(self, trio_time: float) -> float:
+        """What this clock showed (or will show) at trio's reading ``trio_time``."""
+        return self._wall_start + (trio_time - self._trio_start)
+
     def trio_time_of(self, epoch: float) -> float:
         """The trio clock's reading when this clock shows ``epoch``."""
         return self._trio_start + (epoch - self._wall_start)

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 import warnings
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Unpack, overload
+from typing import Any, TypeVar, Unpack, overload
 
 import attrs
 import trio
@@ -32,11 +33,22 @@ from storage import StorageError
 from ._alarms import AlarmIndex, AlarmScheduler
 from ._coordinator import Coordinator, SingleProcessCoordinator
 from ._descriptors import process_budget
+from ._inspection import (
+    READ_WAIT,
+    LiveObject,
+    NotHeld,
+    SocketView,
+    live_objects,
+    object_sockets,
+    read_held,
+)
 from ._lowlevel import RuntimeControls
 from ._namespace import Namespace, ObjectT, check_namespace_class
 from ._options import RuntimeOptions, RuntimeSettings, check_input_gate
 from ._router import Router
 from ._statistics import RuntimeStatistics
+
+T = TypeVar("T")
 
 _BINDING = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
@@ -105,6 +117,28 @@ class Runtime:
     def trio_time_of(self, epoch: float) -> float:
         """The trio clock's reading when the runtime's wall clock shows ``epoch``."""
         return self._router.trio_time_of(epoch)
+
+    # -- looking in from outside (the server's inspector: see _inspection) ------------------
+
+    def live_objects(self) -> list[LiveObject]:
+        """Every live object, least recently used first; sends them nothing."""
+        return live_objects(self._router)
+
+    async def read_held(self, binding: str, object_hex: str,
+                        read: Callable[[sqlite3.Connection], T], *,
+                        wait: float = READ_WAIT) -> T | NotHeld:
+        """``read(conn)`` on a live object's open connection between its turns, or
+        ``NOT_HELD`` when this runtime does not hold the object's file open (then read the
+        file). Never activates the object or counts as its event.
+
+        Raises:
+            ObjectBusyError: it stayed in the middle of a write for ``wait`` seconds.
+        """
+        return await read_held(self._router, binding, object_hex, read, wait=wait)
+
+    def object_sockets(self, binding: str, object_hex: str) -> list[SocketView]:
+        """The WebSockets an object accepted, live or hibernating."""
+        return object_sockets(self._router, binding, object_hex)
 
     def statistics(self) -> RuntimeStatistics:
         router, counters = self._router, self._router.counters

@@ -130,6 +130,12 @@ class SocketRegistry:
         entry = self._objects.get(actor.key)
         return None if entry is None else entry.auto_response
 
+    def accepted(self, key: str) -> list[tuple[WebSocket, tuple[str, ...]]]:
+        """The sockets the object of ``key`` accepted, with their tags, whether or not it
+        is live (for the server's inspector)."""
+        entry = self._objects.get(key)
+        return [] if entry is None else list(entry.sockets.items())
+
     # -- the runtime's side ---------------------------------------------------------------------
 
     def close_object(self, key: str, code: int = 1011, reason: str = RESET_REASON) -> None:
