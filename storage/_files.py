@@ -92,8 +92,8 @@ def scan_prefix(folder: Path) -> list[ObjectFile]:
             continue
         wal = entries.get(name + "-wal")
         try:
-            found = entries[name].stat()
-            size, modified = found.st_size, found.st_mtime
+            stat = entries[name].stat()
+            size, modified = stat.st_size, stat.st_mtime
             if wal is not None:
                 wal_found = wal.stat()
                 size += wal_found.st_size
