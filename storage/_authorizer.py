@@ -245,6 +245,6 @@ class ReadingAuthorizer:
         if action == sqlite3.SQLITE_PRAGMA and (arg1 or "").lower() in _READABLE_PRAGMAS and (
                 arg2 is None or (arg1 or "").lower() in _NAME_PRAGMAS):
             return _OK
-        self.denial = ("this SQL only reads: SELECT, WITH ... SELECT, and the pragmas that "
-                       "report (" + ", ".join(sorted(_READABLE_PRAGMAS)) + ")")
+        self.denial = ("only SELECT, WITH ... SELECT and the pragmas that report (" +
+                       ", ".join(sorted(_READABLE_PRAGMAS)) + ") may run")
         return _DENY

@@ -26,6 +26,7 @@ from actors._websocket import MAX_MESSAGE_SIZE
 from runtime._engine import RuntimeOptions, open_runtime, raise_open_file_limit
 from runtime.cluster import ReplicaSettings, ReplicationMode
 from runtime.server import DEFAULT_BUSY_POLL, ClusterSettings, DoboxApp
+from runtime.server._inspector import check_policy as check_inspector_policy
 from storage import Durability, ForbiddenSqlError
 
 from ._backup import backup, object_files, restore
@@ -173,6 +174,12 @@ _TENANT = click.option("--tenant", default=None, help="A server tenant's objects
 @click.option("--metrics-token", default=None, metavar="TOKEN",
               help="The bearer token GET /metrics wants. Without it, /metrics is open on a "
               "server without --tokens (which listens on 127.0.0.1) and refused on one with.")
+@click.option("--inspector/--no-inspector", default=False, show_default=True,
+              help="Serve the read-only web inspector at /_dobox/ (docs/inspector.md).")
+@click.option("--inspector-token", default=None, metavar="TOKEN",
+              help="The token that opens the inspector (a sign-in form, or Authorization: "
+              "Bearer). Needed with --tokens; without --tokens the inspector is open on "
+              "127.0.0.1, as the whole server is.")
 @click.option("--access-log/--no-access-log", default=False, show_default=True,
               help="Log a line per request to stderr.")
 @click.option("--log-level", type=click.Choice(list(LOG_LEVELS)), default="warning",
@@ -184,7 +191,8 @@ def serve(objects_spec: str, data: Path, host: str, port: int, tokens: Path | No
           max_queued: int, cluster_endpoints: str | None, node_name: str | None,
           advertise: str | None, lease_ttl: int, replica: str | None,
           replication: ReplicationMode, busy_poll: float, metrics_token: str | None,
-          access_log: bool, log_level: str) -> None:
+          inspector: bool, inspector_token: str | None, access_log: bool,
+          log_level: str) -> None:
     """Serve the objects named by MODULE:OBJECTS (a dict of binding to class) over HTTP.
 
     Every option can also be set in the environment, as DOBOX_ and its name in capitals
@@ -216,9 +224,17 @@ def serve(objects_spec: str, data: Path, host: str, port: int, tokens: Path | No
                                   ttl=lease_ttl, replica=replica_settings)
     elif node_name is not None or advertise is not None or replica is not None:
         raise click.ClickException("--node, --advertise and --replica need --cluster")
+    if inspector:
+        try:
+            check_inspector_policy(inspector_token, tenant_tokens=tenant_tokens is not None)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from exc
+    elif inspector_token is not None:
+        raise click.ClickException("--inspector-token needs --inspector")
     try:
         app = DoboxApp(data, objects, tokens=tenant_tokens, request_timeout=request_timeout,
                        cluster=cluster, busy_poll=busy_poll, metrics_token=metrics_token,
+                       inspector=inspector, inspector_token=inspector_token,
                        runtime_options=RuntimeOptions(durability=durability,
                                                       idle_timeout=idle_timeout,
                                                       max_queued_per_object=max_queued))
@@ -239,9 +255,11 @@ def serve(objects_spec: str, data: Path, host: str, port: int, tokens: Path | No
             if self.started:  # listening: say where, and where the data is
                 bound = [s.getsockname()[1] for server in self.servers
                          for s in server.sockets or ()]
-                click.echo(f"dobox serving {served} ({objects_spec}) on "
-                           f"http://{host}:{bound[0] if bound else port}, data in "
+                address = f"http://{host}:{bound[0] if bound else port}"
+                click.echo(f"dobox serving {served} ({objects_spec}) on {address}, data in "
                            f"{where}; Ctrl-C stops", err=True)
+                if inspector:
+                    click.echo(f"inspector at {address}/_dobox/", err=True)
 
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             # The state changes before the message is written: the message is what a

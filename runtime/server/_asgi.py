@@ -69,6 +69,9 @@ from ._cluster import (
     relayed_headers,
 )
 from ._guest import DEFAULT_BUSY_POLL, TrioPortal, log_errors, open_trio_guest
+from ._inspector import PREFIX as INSPECTOR_PREFIX
+from ._inspector import Inspector
+from ._inspector import check_policy as check_inspector_policy
 from ._live_socket import open_live_socket
 from ._metrics import ServerMetrics
 from ._relay import Relay, RelayConnectError, RelayError, RelayRefused, relay_websocket
@@ -120,8 +123,12 @@ class DoboxApp:
         cluster: ClusterSettings | None = None,
         busy_poll: float = DEFAULT_BUSY_POLL,
         metrics_token: str | None = None,
+        inspector: bool = False,
+        inspector_token: str | None = None,
     ) -> None:
         check_objects(objects)
+        if inspector:
+            check_inspector_policy(inspector_token, tenant_tokens=tokens is not None)
         self.metrics_token = metrics_token
         """The bearer token ``/metrics`` wants (tenant tokens never open it): see
         :meth:`_authorize_metrics`."""  # now, not at a tenant's first request: a 500 for each
@@ -146,6 +153,12 @@ class DoboxApp:
         self.cluster = ClusterFront(cluster, Path(data_dir)) if cluster is not None else None
         """This server's node, when it is one of a cluster (see ``_cluster``)."""
         self._relay = Relay(timeout=request_timeout)
+        self.inspector = Inspector(
+            data_dir=Path(data_dir), bindings=self.objects,
+            open_runtimes=lambda: self.tenants.open,
+            requests_answered=self.metrics.requests_answered, token=inspector_token,
+            in_trio=self._in_trio_as_is) if inspector else None
+        """The web pages under /_dobox/ (``--inspector``), or None."""
 
     # -- ASGI -------------------------------------------------------------------------------
 
@@ -219,6 +232,9 @@ class DoboxApp:
         path = str(scope["path"])
         if path == "/healthz":
             await _send_text(send, 200, "ok")
+            return
+        if path == "/_dobox" or path.startswith(INSPECTOR_PREFIX):
+            await self._inspect(scope, receive, send)
             return
         if path == "/metrics":
             self._authorize_metrics(_bearer_token(scope))
@@ -485,6 +501,28 @@ class DoboxApp:
             raise HttpError(403, "Forbidden", "this token does not open /metrics")
 
     # -- inside trio ----------------------------------------------------------------------------
+
+    async def _inspect(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.inspector is None:
+            raise HttpError(404, "NotFound", "the inspector is off: start the server with "
+                            "--inspector (docs/inspector.md)")
+        if scope["path"] == "/_dobox":
+            await send({"type": "http.response.start", "status": 308,
+                        "headers": [(b"location", INSPECTOR_PREFIX.encode())]})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await self.inspector.handle(scope, receive, send, _bearer_token(scope),
+                                    (_header(scope, b"cookie") or "").encode("latin-1")
+                                    or None)
+
+    async def _in_trio_as_is(self, fn: Callable[..., Awaitable[object]],  # type: ignore[explicit-any]  # forwards fn's arguments
+                             *args: object) -> object:
+        """``await fn(*args)`` in trio, its errors raised here unchanged."""
+        if self._portal is None:
+            if self._trio_nursery is None:
+                raise HttpError(503, "Unavailable", "the server is starting", retryable=True)
+            return await fn(*args)
+        return await self._portal.call(fn, *args)
 
     async def _in_trio(self, fn: Callable[..., Awaitable[object]], *args: object,  # type: ignore[explicit-any]  # forwards fn's arguments
                        time_limit: float | None = None) -> object:

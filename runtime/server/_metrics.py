@@ -33,6 +33,11 @@ class ServerMetrics:
                                 "their object (a cluster's one hop)", registry=self.registry)
         self.registry.register(_RuntimeCollector(runtimes))
 
+    def requests_answered(self) -> float:
+        """Every request answered so far, all routes and statuses (``dobox_requests``)."""
+        return sum(sample.value for metric in self.requests.collect()
+                   for sample in metric.samples if sample.name == "dobox_requests_total")
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
