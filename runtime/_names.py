@@ -20,11 +20,18 @@ SERVED_BY = "dobox-node"
 object, so that a client given every node can send that object's next calls there."""
 
 
+RESERVED_TENANT = "_dobox"
+"""Not a tenant: ``/_dobox/`` is the server's own (the inspector's pages)."""
+
+
 def check_tenant(tenant: str) -> str:
-    """Raises: ValueError, for a tenant name outside the rule above."""
+    """Raises: ValueError, for a tenant name outside the rule above, or the reserved one."""
     if not isinstance(tenant, str) or not TENANT.fullmatch(tenant):
         raise ValueError(f"tenant {tenant!r:.80} is not a tenant name: 1 to 64 letters, "
                          "digits, '_' or '-'")
+    if tenant == RESERVED_TENANT:
+        raise ValueError(f"{RESERVED_TENANT!r} is reserved for the server's own pages, not "
+                         "a tenant name")
     return tenant
 
 

@@ -25,7 +25,13 @@ from runtime._engine import Runtime
 from storage import ForbiddenSqlError, LimitExceededError
 
 from ._access import PREFIX, Access, check_policy, parse_cookies
-from ._data import SQL_ROWS, SQL_SECONDS, InspectorData, NotFound, Unreadable
+from ._data import (
+    SQL_ROWS,
+    SQL_SECONDS,
+    InspectorData,
+    InspectorNotFound,
+    InspectorUnreadable,
+)
 from ._live import LiveView
 from ._snapshot import Wanted
 
@@ -102,9 +108,9 @@ class Inspector:
         try:
             answer = await self._route(method, parts, _query(scope), form, signed_in,
                                        secure=scope.get("scheme") == "https")
-        except NotFound as exc:
+        except InspectorNotFound as exc:
             answer = self._message(404, "Not found", str(exc), signed_in)
-        except Unreadable as exc:
+        except InspectorUnreadable as exc:
             answer = self._message(503, "Cannot read it now", str(exc), signed_in)
         headers = [(b"content-type", answer.content_type.encode()), *_SECURITY_HEADERS,
                    *answer.headers]
@@ -201,7 +207,7 @@ class Inspector:
         if sql is not None:
             try:
                 result = await self._call(self.data.query, tenant, namespace, object_id, sql)
-            except (ForbiddenSqlError, LimitExceededError, Unreadable) as exc:
+            except (ForbiddenSqlError, LimitExceededError, InspectorUnreadable) as exc:
                 sql_error, status = str(exc), 400
         here = self._url("t", tenant, namespace, object_id)
 

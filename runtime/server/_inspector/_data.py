@@ -39,12 +39,13 @@ SQL_SECONDS = 1.0
 _OBJECT_ID = re.compile(r"[0-9a-f]{64}")
 
 
-class NotFound(DoboxError):
-    """No such tenant, namespace or object."""
+class InspectorNotFound(DoboxError):
+    """No such tenant, namespace or object: a page's 404."""
 
 
-class Unreadable(DoboxError):
-    """The object's file cannot be read now (held by a runtime, or damaged)."""
+class InspectorUnreadable(DoboxError):
+    """The object's file cannot be read now (held by a runtime, or damaged): a page's
+    503."""
 
 
 @attrs.frozen
@@ -171,8 +172,8 @@ class InspectorData:
 
     async def query(self, tenant: str, namespace: str, object_id: str,
                     sql: str) -> QueryResult:
-        """Raises: ForbiddenSqlError, LimitExceededError, Unreadable (SQLite's own
-        refusals: a syntax error, no such table), NotFound."""
+        """Raises: ForbiddenSqlError, LimitExceededError, InspectorUnreadable (SQLite's own
+        refusals: a syntax error, no such table), InspectorNotFound."""
         runtime, path = self._object(tenant, namespace, object_id)
         result, _ = await self._read(
             runtime, namespace, object_id, path,
@@ -190,20 +191,20 @@ class InspectorData:
                     return held, "through the running runtime"
             return await trio.to_thread.run_sync(_read_file, path, read), "from its file"
         except ObjectBusyError as exc:
-            raise Unreadable(str(exc)) from None
+            raise InspectorUnreadable(str(exc)) from None
         except sqlite3.Error as exc:
             if getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY,
                                                           sqlite3.SQLITE_LOCKED):
-                raise Unreadable("the runtime holds this object's file (it is starting or "
-                                 "stopping): reload in a moment") from None
-            raise Unreadable(str(exc)) from None
+                raise InspectorUnreadable("the runtime holds this object's file (it is "
+                                          "starting or stopping): reload in a moment") from None
+            raise InspectorUnreadable(str(exc)) from None
 
     def _root(self, tenant: str) -> Path:
         if not TENANT.fullmatch(tenant):
-            raise NotFound(f"no tenant {tenant[:80]!r}")
+            raise InspectorNotFound(f"no tenant {tenant[:80]!r}")
         root = self.data_dir / "tenants" / tenant
         if not root.is_dir() and tenant not in self._open_runtimes():
-            raise NotFound(f"no tenant {tenant!r}")
+            raise InspectorNotFound(f"no tenant {tenant!r}")
         return root
 
     def _check_namespace(self, root: Path, namespace: str) -> None:
@@ -211,17 +212,17 @@ class InspectorData:
             return
         if namespace.isidentifier() and (root / namespace).is_dir():
             return
-        raise NotFound(f"no namespace {namespace[:80]!r}")
+        raise InspectorNotFound(f"no namespace {namespace[:80]!r}")
 
     def _object(self, tenant: str, namespace: str,
                 object_id: str) -> tuple[Runtime | None, Path]:
         root = self._root(tenant)
         self._check_namespace(root, namespace)
         if not _OBJECT_ID.fullmatch(object_id):
-            raise NotFound(f"{object_id[:80]!r} is not an object id (64 hex digits)")
+            raise InspectorNotFound(f"{object_id[:80]!r} is not an object id (64 hex digits)")
         path = object_path(root, namespace, object_id)
         if not path.is_file():
-            raise NotFound(f"no object {object_id} in {tenant}/{namespace}")
+            raise InspectorNotFound(f"no object {object_id} in {tenant}/{namespace}")
         return self._open_runtimes().get(tenant), path
 
 

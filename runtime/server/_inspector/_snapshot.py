@@ -9,13 +9,13 @@ in a worker thread). Pages are small: a live object's read holds the server's th
 
 from __future__ import annotations
 
-import json
 import sqlite3
 
 import attrs
 
 from storage import Value, decode_value
 from storage._collections._collection import REGISTRY, records_table
+from storage._collections._values import decode_key, decode_record
 from storage._files import peek_metadata, peek_user_tables
 from storage._meta import KV_TABLE, ObjectMetadata
 
@@ -107,10 +107,10 @@ def read_snapshot(conn: sqlite3.Connection, wanted: Wanted) -> Snapshot:
         total = next(c.records for c in collections if c.name == collection)
         number = _clamp(wanted.collection_page, total)
         rows = conn.execute(
-            f"SELECT key, value, row_version FROM {_quote(records_table(collection))} "
-            "ORDER BY key LIMIT ? OFFSET ?", (PAGE_SIZE, (number - 1) * PAGE_SIZE)).fetchall()
-        collection_rows = Page(rows=[(key, _json_value(value), version)
-                                     for key, value, version in rows],
+            f"SELECT key, value, types, row_version FROM {_quote(records_table(collection))}"
+            " ORDER BY key LIMIT ? OFFSET ?", (PAGE_SIZE, (number - 1) * PAGE_SIZE)).fetchall()
+        collection_rows = Page(rows=[(_record_key(key), _record(value, types), version)
+                                     for key, value, types, version in rows],
                                number=number, total=total)
     return Snapshot(metadata=peek_metadata(conn), kv=_kv_page(conn, wanted.kv_page),
                     tables=tables, table=table, table_columns=columns, table_rows=table_rows,
@@ -156,11 +156,18 @@ def _collections(conn: sqlite3.Connection) -> list[CollectionInfo]:
     return found
 
 
-def _json_value(text: str) -> Value:
+def _record_key(stored: str) -> Value:
     try:
-        return json.loads(text)
+        return decode_key(stored)
     except ValueError:
-        return text
+        return stored
+
+
+def _record(text: str, types: str | None) -> Value:
+    try:
+        return decode_record(text, types)
+    except ValueError as exc:
+        return f"<damaged: {exc}>"
 
 
 def _clamp(number: int, total: int) -> int:
