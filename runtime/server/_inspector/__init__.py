@@ -151,7 +151,7 @@ class Inspector:
             case ["t", tenant, namespace, object_id] if method == "GET":
                 return await self._object(tenant, namespace, object_id, _wanted(query))
             case ["t", tenant, namespace, object_id, "sql"] if method == "POST":
-                return await self._object(tenant, namespace, object_id, Wanted(),
+                return await self._object(tenant, namespace, object_id, _wanted(query),
                                           sql=form.get("sql", ""))
         return self._message(404, "Not found", "no such inspector page", signed_in=True)
 
@@ -227,7 +227,8 @@ class Inspector:
             table_page_url=lambda n: link(tpage=n) + "#table",
             collection_url=lambda c, n: link(coll=c, cpage=n) + "#collection",
             collection_page_url=lambda n: link(cpage=n) + "#collection",
-            sql_url=here + "sql", sql=sql or "", sql_error=sql_error, result=result,
+            sql_url=link().replace(here, here + "sql", 1), sql=sql or "",
+            sql_error=sql_error, result=result,
             sql_rows=SQL_ROWS, sql_seconds=f"{SQL_SECONDS:g}",
             crumbs=[(tenant, self._url("t", tenant)),
                     (namespace, self._url("t", tenant, namespace)),

@@ -12,16 +12,18 @@
 
   function format(value) {
     if (value === null || value === undefined) return "–";
-    return value >= 100 ? Math.round(value).toLocaleString() : value.toFixed(1);
+    if (Number.isInteger(value) || value >= 100) return Math.round(value).toLocaleString();
+    return value.toFixed(1);
   }
 
   function draw(chart, samples) {
     const key = chart.getAttribute("data-series");
     const values = samples.map((s) => s[key]);
     const known = values.filter((v) => v !== null);
-    const top = Math.max(1, ...known);
-    const step = 240 / Math.max(1, 119);
-    const start = 240 - step * (values.length - 1);
+    const top = Math.max(1, ...known) * 1.15; // headroom: a steady rate is not glued to the top
+    // Until two minutes of samples have come, the ones there are span the width.
+    const step = 240 / Math.max(1, values.length - 1);
+    const start = 0;
     const points = [];
     values.forEach((v, i) => {
       if (v !== null) points.push((start + i * step).toFixed(1) + "," + (58 - (v / top) * 56).toFixed(1));
