@@ -221,8 +221,13 @@ async def test_only_the_inspector_token_opens_it(guarded: ServerProcess) -> None
         assert 'name="token"' in home.text
         for token in (None, "acme-token", "other-token", ADMIN + "x"):
             headers = {} if token is None else {"authorization": f"Bearer {token}"}
-            for path in ("/_dobox/t/acme/", acme_object, "/_dobox/live.json"):
+            for path in ("/_dobox/t/acme/", "/_dobox/t/acme/SHOP/", acme_object,
+                         "/_dobox/live.json"):
                 assert (await http.get(path, headers=headers)).status_code == 401
+            query = await http.post(acme_object + "sql", data={"sql": "SELECT 1"},
+                                    headers=headers)
+            assert query.status_code == 401
+            assert "<td>1</td>" not in query.text
         admin = {"authorization": f"Bearer {ADMIN}"}
         assert (await http.get(acme_object, headers=admin)).status_code == 200
         # Another tenant's path to this object finds nothing there.
@@ -309,3 +314,13 @@ async def test_pages_forbid_scripts_from_anywhere_else(server: ServerProcess) ->
     assert "script-src 'self'" in policy
     assert "default-src 'none'" in policy
     assert answer.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_the_script_and_style_are_served_and_nothing_else(server: ServerProcess) -> None:
+    script = await get(server, "/_dobox/static/inspector.js")
+    assert script.status_code == 200
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert "function draw" in script.text
+    style = await get(server, "/_dobox/static/inspector.css")
+    assert style.headers["content-type"].startswith("text/css")
+    assert (await get(server, "/_dobox/static/sign_in.html")).status_code == 404
