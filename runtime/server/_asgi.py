@@ -741,6 +741,8 @@ def _route_kind(path: str, method: str) -> str:  # an approximation, for the met
     """The metrics label of a request's route."""
     if path in ("/healthz", "/metrics"):
         return path[1:]
+    if path.startswith("/_dobox"):
+        return "inspector"
     parts = path.split("/")
     if len(parts) == 6 and parts[4] == "rpc" and method == "POST":
         return "rpc"

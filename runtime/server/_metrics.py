@@ -34,9 +34,11 @@ class ServerMetrics:
         self.registry.register(_RuntimeCollector(runtimes))
 
     def requests_answered(self) -> float:
-        """Every request answered so far, all routes and statuses (``dobox_requests``)."""
+        """The requests answered so far, every route and status but the inspector's own
+        (``dobox_requests``): the inspector's charts show the application's load."""
         return sum(sample.value for metric in self.requests.collect()
-                   for sample in metric.samples if sample.name == "dobox_requests_total")
+                   for sample in metric.samples if sample.name == "dobox_requests_total"
+                   and sample.labels.get("route") != "inspector")
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

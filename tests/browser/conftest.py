@@ -40,8 +40,10 @@ def chromium() -> str:
     return found
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    # Per module, not per session: Playwright's sync API keeps an asyncio loop running on
+    # this thread while it is started, and later tests run asyncio.run() here.
     # As root (CI's containers), Chromium's sandbox cannot start.
     args = ["--no-sandbox"] if os.geteuid() == 0 else []
     with sync_playwright() as playwright:
@@ -131,9 +133,9 @@ def make_objects(data: Path, count: int) -> None:
     trio.run(make)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def many(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """A server over 10,000 objects (made once per session, about 20 s)."""
+    """A server over 10,000 objects (made once per module, about 20 s)."""
     data = tmp_path_factory.mktemp("many")
     make_objects(data, MANY)
     served = Served(data, [])

@@ -177,6 +177,9 @@ async def test_read_only_sql_reads_and_refuses_the_rest(server: ServerProcess) -
 async def test_the_live_view_counts_requests(server: ServerProcess) -> None:
     async with httpx.AsyncClient(base_url=server.base_url) as http:
         assert (await http.get("/_dobox/live.json")).json()["samples"] == []
+        await trio.sleep(0.6)  # the live view samples at most twice a second
+        quiet = (await http.get("/_dobox/live.json")).json()["samples"][-1]
+        assert quiet["requests_per_second"] == 0  # the inspector's own are not counted
         async with Client(server.base_url) as client:
             shop = client.namespace("SHOP").get_by_name("busy")
             for _ in range(20):
