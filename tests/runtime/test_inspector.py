@@ -146,7 +146,7 @@ async def test_a_page_view_leaves_a_hibernating_object_hibernating(
             assert "from its file" in page.text
             assert '<span class="tag">&lt;b&gt;lobby&lt;/b&gt;</span>' in page.text
             assert '<dt>user</dt><dd><span class="str">ada</span>' in page.text
-            assert '<span class="state closed">closed</span>' in listing.text
+            assert '<span class="state asleep">not in memory</span>' in listing.text
             assert await metric(server, "dobox_live_objects") == 0
             assert await metric(server, "dobox_activations_total") == activations
             assert await metric(server, "dobox_websockets") == 1

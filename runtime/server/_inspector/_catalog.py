@@ -20,7 +20,9 @@ import attrs
 from runtime._engine import LiveObject
 from storage._files import MetadataReader, scan_object_files
 
-State = Literal["live", "live, connection closed", "closed"]
+State = Literal["live", "live, idle", "not in memory"]
+"""Live (its connection open), live but idle (it let its connection go), or not in memory
+(evicted, hibernating with its WebSockets, or not woken since the server started)."""
 
 
 @attrs.frozen
@@ -68,10 +70,10 @@ class Catalog:
                     else:
                         known = self._known[file.path] = _Known(meta.name, meta.class_name)
                 if running is None:
-                    state: State = "closed"
+                    state: State = "not in memory"
                     last = file.modified
                 else:
-                    state = "live" if running.connection_open else "live, connection closed"
+                    state = "live" if running.connection_open else "live, idle"
                     last = running.last_active
                 listed.append(Listed(
                     id=file.id, name=known.name, class_name=known.class_name, size=file.size,
@@ -82,8 +84,9 @@ class Catalog:
 
 def search(objects: list[Listed], query: str) -> list[Listed]:
     """The objects whose name contains ``query`` (ignoring case), or whose id starts with
-    it; all of them for an empty query. Named objects first, by name, then by id."""
+    it; all of them for an empty query. Named objects first, by name ignoring case, then
+    by id."""
     wanted = query.strip().lower()
     found = [o for o in objects if not wanted or (o.name is not None and wanted in
                                                   o.name.lower()) or o.id.startswith(wanted)]
-    return sorted(found, key=lambda o: (o.name is None, o.name or "", o.id))
+    return sorted(found, key=lambda o: (o.name is None, (o.name or "").casefold(), o.id))
