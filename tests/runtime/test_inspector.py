@@ -195,6 +195,7 @@ async def test_the_live_view_counts_requests(server: ServerProcess) -> None:
     "/_dobox/t/nobody/", "/_dobox/t/default/NOPE/", "/_dobox/t/default/SHOP/not-an-id/",
     "/_dobox/t/default/SHOP/" + "0" * 64 + "/", "/_dobox/t/..%2F..%2Fetc/",
     "/_dobox/t/default/..%2F..%2F/", "/_dobox/static/..%2F__init__.py", "/_dobox/nothing",
+    "/_dobox/t/%ff/",
 ])
 async def test_paths_outside_the_pages_are_not_found(server: ServerProcess,
                                                      path: str) -> None:

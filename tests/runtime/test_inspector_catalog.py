@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import attrs
+import pytest
 
 from runtime import open_runtime
 from runtime._engine import LiveObject
 from runtime.server._inspector._catalog import Catalog, Listed, search
+from runtime.server._inspector._data import InspectorUnreadable, _within
 from tests.runtime.inspector_objects import OBJECTS
 
 
@@ -61,3 +64,12 @@ def test_search_by_name_or_id_prefix() -> None:
     assert [o.id for o in search(objects, "SHOP")] == ["bb22", "aa11"]  # by name
     assert [o.id for o in search(objects, "cc")] == ["cc33"]
     assert [o.id for o in search(objects, "")] == ["bb22", "aa11", "cc33"]  # unnamed last
+
+
+def test_reading_a_live_object_stops_at_its_time(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "x.sqlite")
+    endless = ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) "
+               "SELECT count(*) FROM n")
+    with pytest.raises(InspectorUnreadable, match=r"took more than 0\.05 s"):
+        _within(0.05, lambda c: c.execute(endless).fetchone(), conn)
+    assert _within(1.0, lambda c: c.execute("SELECT 1").fetchone(), conn) == (1,)

@@ -264,7 +264,10 @@ def _parts(scope: Scope) -> list[str]:
     path = raw.decode("latin-1") if isinstance(raw, bytes) else str(scope["path"])
     path = path.split("?", 1)[0]
     rest = path[len(PREFIX):] if path.startswith(PREFIX) else ""
-    return [urllib.parse.unquote(part, errors="strict") for part in rest.split("/") if part]
+    try:
+        return [urllib.parse.unquote(part, errors="strict") for part in rest.split("/") if part]
+    except UnicodeDecodeError:  # not UTF-8 once decoded: no page has such a path
+        return ["?"]
 
 
 def _query(scope: Scope) -> dict[str, str]:

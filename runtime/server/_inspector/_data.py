@@ -10,8 +10,10 @@ closed file). A tenant whose runtime is closed is not opened to be looked at.
 
 from __future__ import annotations
 
+import functools
 import re
 import sqlite3
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
@@ -35,6 +37,8 @@ SQL_ROWS = 500
 """Rows an operator's query shows (the rest are left unread)."""
 SQL_SECONDS = 1.0
 """How long an operator's query may run. On a live object it runs on the server's thread."""
+READ_SECONDS = 1.0
+"""How long reading a live object's page may take (on the server's thread)."""
 
 _OBJECT_ID = re.compile(r"[0-9a-f]{64}")
 
@@ -186,7 +190,8 @@ class InspectorData:
                     path: Path, read: Callable[[sqlite3.Connection], T]) -> tuple[T, str]:
         try:
             if runtime is not None:
-                held = await runtime.read_held(namespace, object_id, read)
+                held = await runtime.read_held(namespace, object_id,
+                                               functools.partial(_within, READ_SECONDS, read))
                 if not isinstance(held, NotHeld):
                     return held, "through the running runtime"
             return await trio.to_thread.run_sync(_read_file, path, read), "from its file"
@@ -224,6 +229,23 @@ class InspectorData:
         if not path.is_file():
             raise InspectorNotFound(f"no object {object_id} in {tenant}/{namespace}")
         return self._open_runtimes().get(tenant), path
+
+
+def _within(seconds: float, read: Callable[[sqlite3.Connection], T],
+            conn: sqlite3.Connection) -> T:
+    """``read(conn)``, interrupted by SQLite after ``seconds`` (a live object is read on the
+    server's only thread: a page of a huge table must not stall every request). The
+    progress handler is the connection's to remove (``read_between_turns`` does)."""
+    deadline = time.monotonic() + seconds
+    conn.set_progress_handler(lambda: time.monotonic() > deadline, 1000)
+    try:
+        return read(conn)
+    except sqlite3.OperationalError:
+        if time.monotonic() > deadline:
+            raise InspectorUnreadable(f"reading this live object took more than {seconds:g} "
+                                      "s, and it is read on the server's thread: try again "
+                                      "when it is idle") from None
+        raise
 
 
 def _read_file(path: Path, read: Callable[[sqlite3.Connection], T]) -> T:
