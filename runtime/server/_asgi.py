@@ -512,30 +512,27 @@ class DoboxApp:
             await send({"type": "http.response.body", "body": b""})
             return
         await self.inspector.handle(scope, receive, send, _bearer_token(scope),
-                                    (_header(scope, b"cookie") or "").encode("latin-1")
-                                    or None)
+                                    _header(scope, b"cookie"))
 
-    async def _in_trio_as_is(self, fn: Callable[..., Awaitable[object]],  # type: ignore[explicit-any]  # forwards fn's arguments
-                             *args: object) -> object:
-        """``await fn(*args)`` in trio, its errors raised here unchanged."""
-        if self._portal is None:
-            if self._trio_nursery is None:
-                raise HttpError(503, "Unavailable", "the server is starting", retryable=True)
-            return await fn(*args)
-        return await self._portal.call(fn, *args)
+    async def _in_trio_as_is(self, fn: Callable[..., Awaitable[object]], *args: object,  # type: ignore[explicit-any]  # forwards fn's arguments
+                             time_limit: float | None = None) -> object:
+        """``await fn(*args)`` in trio, within ``time_limit`` seconds (then
+        ``trio.TooSlowError``); its errors are raised here unchanged."""
+        if self._portal is None and self._trio_nursery is None:
+            raise HttpError(503, "Unavailable", "the server is starting", retryable=True)
+        if self._portal is None:  # already in trio
+            if time_limit is None:
+                return await fn(*args)
+            with trio.fail_after(time_limit):
+                return await fn(*args)
+        return await self._portal.call(fn, *args, time_limit=time_limit)
 
     async def _in_trio(self, fn: Callable[..., Awaitable[object]], *args: object,  # type: ignore[explicit-any]  # forwards fn's arguments
                        time_limit: float | None = None) -> object:
-        """``await fn(*args)`` in trio, within ``time_limit`` seconds (then a 504)."""
-        if self._portal is None and self._trio_nursery is None:
-            raise HttpError(503, "Unavailable", "the server is starting", retryable=True)
+        """``await fn(*args)`` in trio, within ``time_limit`` seconds (then a 504); its
+        errors become HTTP answers."""
         try:
-            if self._portal is None:  # already in trio
-                if time_limit is None:
-                    return await fn(*args)
-                with trio.fail_after(time_limit):
-                    return await fn(*args)
-            return await self._portal.call(fn, *args, time_limit=time_limit)
+            return await self._in_trio_as_is(fn, *args, time_limit=time_limit)
         except HttpError:
             raise
         except Exception as exc:  # not BaseException: cancellation is not the request's error

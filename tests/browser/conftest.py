@@ -76,7 +76,7 @@ def screenshot(page: Page, name: str) -> Path:
 
 
 class Served:
-    """A ``dobox serve`` subprocess."""
+    """A ``dobox serve`` subprocess, stopped when its ``with`` block ends."""
 
     def __init__(self, data: Path, options: list[str]) -> None:
         with socket.socket() as probe:
@@ -104,6 +104,12 @@ class Served:
                             json={"args": list(args), "kwargs": {}}, timeout=30)
         answer.raise_for_status()
         return answer.json()["result"]
+
+    def __enter__(self) -> Served:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
 
     def stop(self) -> None:
         self.process.terminate()
@@ -138,17 +144,11 @@ def many(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """A server over 10,000 objects (made once per module, about 20 s)."""
     data = tmp_path_factory.mktemp("many")
     make_objects(data, MANY)
-    served = Served(data, [])
-    try:
+    with Served(data, []) as served:
         yield served
-    finally:
-        served.stop()
 
 
 @pytest.fixture
 def fresh(tmp_path: Path) -> Iterator[Served]:
-    served = Served(tmp_path, [])
-    try:
+    with Served(tmp_path, []) as served:
         yield served
-    finally:
-        served.stop()

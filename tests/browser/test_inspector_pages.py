@@ -115,9 +115,8 @@ def test_the_charts_move_while_a_load_runs(page: Page, fresh: Served) -> None:
 def test_signing_in_with_the_inspectors_token(page: Page, tmp_path: Path) -> None:
     tokens = tmp_path / "tokens.toml"
     tokens.write_text('[tenants.acme]\ntoken = "acme-token"\n')
-    served = Served(tmp_path / "data", ["--tokens", str(tokens), "--inspector-token",
-                                        "inspector-token-0123456789"])
-    try:
+    with Served(tmp_path / "data", ["--tokens", str(tokens), "--inspector-token",
+                                    "inspector-token-0123456789"]) as served:
         page.goto(served.base_url + "/_dobox/")
         expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
         screenshot(page, "sign-in")
@@ -129,8 +128,6 @@ def test_signing_in_with_the_inspectors_token(page: Page, tmp_path: Path) -> Non
         expect(page.get_by_role("heading", name="Server")).to_be_visible()
         page.get_by_role("button", name="Sign out").click()
         expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
-    finally:
-        served.stop()
 
 
 def test_markup_in_a_name_stays_text(page: Page, fresh: Served) -> None:

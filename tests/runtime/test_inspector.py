@@ -105,6 +105,8 @@ async def test_objects_are_paged_and_found_by_name_among_many(server: ServerProc
     assert "page 3 of 3" in third.text
     beyond = await get(server, PAGE + "?page=99")
     assert "page 3 of 3" in beyond.text
+    for nonsense in ("abc", "-1", "1e9", "9" * 30):
+        assert "page 1 of 3" in (await get(server, PAGE + "?page=" + nonsense)).text
     found = await get(server, PAGE + "?q=SHOP-07")
     assert "10 of 120 objects match" in found.text
     assert ">shop-070</a>" in found.text
@@ -165,6 +167,11 @@ async def test_read_only_sql_reads_and_refuses_the_rest(server: ServerProcess) -
             refused = await http.post(url, data={"sql": "DELETE FROM sales"})
             assert refused.status_code == 400
             assert "dobox only reads object files" in refused.text
+            empty = await http.post(url, data={"sql": "  "})
+            assert empty.status_code == 400
+            assert "give a statement to run" in empty.text
+            huge = await http.post(url, data={"sql": "SELECT 1 -- " + "x" * 70_000})
+            assert huge.status_code == 413
             wrong = await http.post(url, data={"sql": "SELEC 1"})
             assert wrong.status_code == 400
             assert "syntax error" in wrong.text

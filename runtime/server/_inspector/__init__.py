@@ -99,19 +99,22 @@ class Inspector:
                                        shown=_shown, truncate_text=_truncate_text)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send,
-                     bearer: bytes | None, cookie_header: bytes | None) -> None:
+                     bearer: bytes | None, cookie_header: str | None) -> None:
         """Answer a request whose path starts with ``/_dobox``."""
         method = str(scope["method"])
         parts = _parts(scope)
         signed_in = self.access.allows(bearer, parse_cookies(cookie_header))
-        form = await _read_form(receive) if method == "POST" else {}
         try:
+            form = await _read_form(receive) if method == "POST" else {}
             answer = await self._route(method, parts, _query(scope), form, signed_in,
                                        secure=scope.get("scheme") == "https")
         except InspectorNotFound as exc:
             answer = self._message(404, "Not found", str(exc), signed_in)
         except InspectorUnreadable as exc:
             answer = self._message(503, "Cannot read it now", str(exc), signed_in)
+        except _FormTooLarge:
+            answer = self._message(413, "Too large", f"a form here holds at most "
+                                   f"{MAX_FORM // 1024} KiB", signed_in)
         headers = [(b"content-type", answer.content_type.encode()), *_SECURITY_HEADERS,
                    *answer.headers]
         await send({"type": "http.response.start", "status": answer.status,
@@ -204,7 +207,9 @@ class Inspector:
         view = await self._call(self.data.object_view, tenant, namespace, object_id, wanted)
         result = sql_error = None
         status = 200
-        if sql is not None:
+        if sql is not None and not sql.strip():
+            sql_error, status = "give a statement to run", 400
+        elif sql is not None:
             try:
                 result = await self._call(self.data.query, tenant, namespace, object_id, sql)
             except (ForbiddenSqlError, LimitExceededError, InspectorUnreadable) as exc:
@@ -276,6 +281,10 @@ def _query(scope: Scope) -> dict[str, str]:
     return {k: v[0] for k, v in urllib.parse.parse_qs(text).items()}
 
 
+class _FormTooLarge(Exception):
+    """A posted form over :data:`MAX_FORM` (answered 413)."""
+
+
 async def _read_form(receive: Receive) -> dict[str, str]:
     body = b""
     while True:
@@ -283,7 +292,7 @@ async def _read_form(receive: Receive) -> dict[str, str]:
         chunk = message.get("body", b"")
         body += chunk if isinstance(chunk, bytes) else b""
         if len(body) > MAX_FORM:
-            return {}
+            raise _FormTooLarge
         if not message.get("more_body"):
             break
     fields = urllib.parse.parse_qs(body.decode("utf-8", "replace"))

@@ -64,12 +64,12 @@ class Access:
         return f"{COOKIE}=; Path={PREFIX}; HttpOnly; SameSite=Strict; Max-Age=0".encode()
 
 
-def parse_cookies(header: bytes | None) -> dict[str, str]:
+def parse_cookies(header: str | None) -> dict[str, str]:
     """The cookies of a ``Cookie`` header (the last of a repeated name wins)."""
     cookies: dict[str, str] = {}
     if header is None:
         return cookies
-    for part in header.decode("latin-1").split(";"):
+    for part in header.split(";"):
         name, eq, value = part.strip().partition("=")
         if eq and name:
             cookies[name] = value

@@ -28,11 +28,10 @@ from storage._files import connect_read_only, object_path, scan_object_files
 from storage._reading import QueryResult, run_reading_sql
 
 from ._catalog import Catalog, Listed, search
-from ._snapshot import Snapshot, Wanted, read_snapshot
+from ._snapshot import PAGE_SIZE, Snapshot, Wanted, clamp_page, page_count, read_snapshot
 
 T = TypeVar("T")
 
-OBJECTS_PER_PAGE = 50
 SQL_ROWS = 500
 """Rows an operator's query shows (the rest are left unread)."""
 SQL_SECONDS = 1.0
@@ -80,7 +79,7 @@ class ObjectsPage:
 
     @property
     def pages(self) -> int:
-        return max(1, -(-self.total // OBJECTS_PER_PAGE))
+        return page_count(self.total)
 
 
 @attrs.frozen
@@ -154,10 +153,9 @@ class InspectorData:
                 if o.binding == namespace}
         listed = await trio.to_thread.run_sync(self._catalog.list, root, namespace, live)
         found = search(listed, query)
-        pages = max(1, -(-len(found) // OBJECTS_PER_PAGE))
-        number = min(max(1, page), pages)
-        start = (number - 1) * OBJECTS_PER_PAGE
-        return ObjectsPage(rows=found[start:start + OBJECTS_PER_PAGE], number=number,
+        number = clamp_page(page, len(found))
+        start = (number - 1) * PAGE_SIZE
+        return ObjectsPage(rows=found[start:start + PAGE_SIZE], number=number,
                            total=len(found), all_objects=len(listed))
 
     async def object_view(self, tenant: str, namespace: str, object_id: str,

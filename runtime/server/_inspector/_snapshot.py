@@ -20,7 +20,17 @@ from storage._files import peek_metadata, peek_user_tables
 from storage._meta import KV_TABLE, ObjectMetadata
 
 PAGE_SIZE = 50
-"""Rows on a page of KV pairs, table rows or records."""
+"""Rows on a page of KV pairs, table rows, records or objects."""
+
+
+def page_count(total: int) -> int:
+    """Pages of :data:`PAGE_SIZE` for ``total`` rows (one, empty, for none)."""
+    return max(1, -(-total // PAGE_SIZE))
+
+
+def clamp_page(number: int, total: int) -> int:
+    """``number`` (1-based), or the nearest page that exists."""
+    return min(max(1, number), page_count(total))
 
 
 @attrs.frozen
@@ -34,7 +44,7 @@ class Page:
 
     @property
     def pages(self) -> int:
-        return max(1, -(-self.total // PAGE_SIZE))
+        return page_count(self.total)
 
 
 @attrs.frozen
@@ -95,7 +105,7 @@ def read_snapshot(conn: sqlite3.Connection, wanted: Wanted) -> Snapshot:
         quoted = _quote(table)
         columns = [row[1] for row in conn.execute(f"PRAGMA table_info({quoted})")]
         total = next(t.rows for t in tables if t.name == table)
-        number = _clamp(wanted.table_page, total)
+        number = clamp_page(wanted.table_page, total)
         rows = conn.execute(f"SELECT * FROM {quoted} LIMIT ? OFFSET ?",
                             (PAGE_SIZE, (number - 1) * PAGE_SIZE)).fetchall()
         table_rows = Page(rows=[tuple(row) for row in rows], number=number, total=total)
@@ -105,7 +115,7 @@ def read_snapshot(conn: sqlite3.Connection, wanted: Wanted) -> Snapshot:
     collection_rows = None
     if collection is not None:
         total = next(c.records for c in collections if c.name == collection)
-        number = _clamp(wanted.collection_page, total)
+        number = clamp_page(wanted.collection_page, total)
         rows = conn.execute(
             f"SELECT key, value, types, row_version FROM {_quote(records_table(collection))}"
             " ORDER BY key LIMIT ? OFFSET ?", (PAGE_SIZE, (number - 1) * PAGE_SIZE)).fetchall()
@@ -120,7 +130,7 @@ def read_snapshot(conn: sqlite3.Connection, wanted: Wanted) -> Snapshot:
 
 def _kv_page(conn: sqlite3.Connection, wanted: int) -> Page:
     total = conn.execute(f"SELECT count(*) FROM {KV_TABLE}").fetchone()[0]
-    number = _clamp(wanted, total)
+    number = clamp_page(wanted, total)
     rows = []
     for raw_key, raw_value in conn.execute(
             f"SELECT key, value FROM {KV_TABLE} ORDER BY key LIMIT ? OFFSET ?",
@@ -168,10 +178,6 @@ def _record(text: str, types: str | None) -> Value:
         return decode_record(text, types)
     except ValueError as exc:
         return f"<damaged: {exc}>"
-
-
-def _clamp(number: int, total: int) -> int:
-    return min(max(1, number), max(1, -(-total // PAGE_SIZE)))
 
 
 def _quote(name: str) -> str:
