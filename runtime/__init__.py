@@ -21,15 +21,20 @@ from actors import WebSocketRejected as WebSocketRejected
 from actors import WebSocketRequestResponsePair as WebSocketRequestResponsePair
 
 if typing.TYPE_CHECKING:
+    from ._engine import NOT_HELD as NOT_HELD
     from ._engine import Call as Call
     from ._engine import Coordinator as Coordinator
     from ._engine import Lease as Lease
+    from ._engine import LiveObject as LiveObject
     from ._engine import Namespace as Namespace
+    from ._engine import NotHeld as NotHeld
+    from ._engine import ObjectBusyError as ObjectBusyError
     from ._engine import Runtime as Runtime
     from ._engine import RuntimeOptions as RuntimeOptions
     from ._engine import RuntimeSettings as RuntimeSettings
     from ._engine import RuntimeStatistics as RuntimeStatistics
     from ._engine import SingleProcessCoordinator as SingleProcessCoordinator
+    from ._engine import SocketView as SocketView
     from ._engine import Stub as Stub
     from ._engine import open_runtime as open_runtime
     from .client import Client as Client
@@ -46,6 +51,11 @@ _PACKAGE_OF: dict[str, str] = {
     "Call": "runtime._engine",
     "Coordinator": "runtime._engine",
     "Lease": "runtime._engine",
+    "LiveObject": "runtime._engine",
+    "NOT_HELD": "runtime._engine",
+    "NotHeld": "runtime._engine",
+    "ObjectBusyError": "runtime._engine",
+    "SocketView": "runtime._engine",
     "Namespace": "runtime._engine",
     "Runtime": "runtime._engine",
     "RuntimeOptions": "runtime._engine",
@@ -80,6 +90,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "NOT_HELD",
     "Call",
     "Client",
     "ClientError",
@@ -87,9 +98,12 @@ __all__ = [
     "ClientStub",
     "Coordinator",
     "Lease",
+    "LiveObject",
     "LiveQueryError",
     "MessageTooBigError",
     "Namespace",
+    "NotHeld",
+    "ObjectBusyError",
     "ReadyState",
     "RemoteWebSocket",
     "RetryPolicy",
@@ -98,6 +112,7 @@ __all__ = [
     "RuntimeSettings",
     "RuntimeStatistics",
     "SingleProcessCoordinator",
+    "SocketView",
     "Stub",
     "WebSocket",
     "WebSocketClosed",
